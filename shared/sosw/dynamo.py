@@ -1,0 +1,288 @@
+"""Thin helpers over the plain boto3 DynamoDB client.
+
+boto3 does the marshalling (TypeSerializer/TypeDeserializer), the expressions (its condition
+builder) and the paging (paginators); this module only puts them together for one request, and
+adds what boto3 lacks: backoff for UnprocessedItems and for transaction conflicts, and the reading
+of a cancelled transaction's reasons.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from boto3.dynamodb.conditions import ConditionBase, ConditionExpressionBuilder
+from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+from botocore.exceptions import ClientError
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+else:
+    DynamoDBClient = Any
+
+_serializer = TypeSerializer()
+
+
+class _Deserializer(TypeDeserializer):
+    """Numbers come back as int or float, not Decimal: tasks are handed to user code and to JSON."""
+
+    def _deserialize_n(self, value: str) -> int | float:
+        number = Decimal(value)
+        return int(number) if number == number.to_integral_value() else float(number)
+
+
+_deserializer = _Deserializer()
+
+
+def to_dynamo_value(value: Any) -> Any:
+    """A Python value made storable: floats become Decimals (what TypeSerializer requires)."""
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, Mapping):
+        return {k: to_dynamo_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_dynamo_value(v) for v in value]
+    return value
+
+
+def json_to_dynamo(value: Any) -> Any:
+    """A JSON-compatible value (result, stats) in the types DynamoDB stores; raises TypeError if not JSON."""
+    return json.loads(json.dumps(value), parse_float=Decimal)
+
+
+def serialize_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _serializer.serialize(to_dynamo_value(v)) for k, v in item.items()}
+
+
+def deserialize_item(item: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deserializer.deserialize(v) for k, v in item.items()}
+
+
+class Expressions:
+    """Collects the expressions of one request so that their placeholders never collide.
+
+    >>> ex = Expressions()
+    >>> cond = ex.condition(Attr("greenfield").lt(5))
+    >>> update = f"SET {ex.name('greenfield')} = {ex.value(7)}"
+    >>> request = {"ConditionExpression": cond, "UpdateExpression": update, **ex.params()}
+    """
+
+    def __init__(self) -> None:
+        self._builder = ConditionExpressionBuilder()
+        self._names: dict[str, str] = {}
+        self._values: dict[str, Any] = {}
+        self._counter = 0
+
+    def _build(self, condition: ConditionBase, is_key: bool) -> str:
+        built = self._builder.build_expression(condition, is_key_condition=is_key)
+        self._names.update(built.attribute_name_placeholders)
+        self._values.update(built.attribute_value_placeholders)
+        return built.condition_expression
+
+    def condition(self, condition: ConditionBase) -> str:
+        return self._build(condition, is_key=False)
+
+    def key_condition(self, condition: ConditionBase) -> str:
+        return self._build(condition, is_key=True)
+
+    def name(self, attribute: str) -> str:
+        placeholder = f"#u{len(self._names)}_{self._counter}"
+        self._counter += 1
+        self._names[placeholder] = attribute
+        return placeholder
+
+    def value(self, value: Any) -> str:
+        placeholder = f":u{len(self._values)}_{self._counter}"
+        self._counter += 1
+        self._values[placeholder] = value
+        return placeholder
+
+    def params(self) -> dict[str, Any]:
+        params: dict[str, Any] = {}
+        if self._names:
+            params["ExpressionAttributeNames"] = dict(self._names)
+        if self._values:
+            params["ExpressionAttributeValues"] = serialize_item(self._values)
+        return params
+
+
+def query(
+    client: DynamoDBClient,
+    *,
+    table: str,
+    key_condition: ConditionBase,
+    index: str | None = None,
+    filter_condition: ConditionBase | None = None,
+    ascending: bool = True,
+    limit: int | None = None,
+    consistent: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """Yield the items of a Query, page after page, stopping after ``limit`` items."""
+    ex = Expressions()
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": ex.key_condition(key_condition),
+        "ScanIndexForward": ascending,
+    }
+    if consistent:
+        kwargs["ConsistentRead"] = True
+    if index:
+        kwargs["IndexName"] = index
+    if filter_condition is not None:
+        kwargs["FilterExpression"] = ex.condition(filter_condition)
+    if limit is not None and filter_condition is None:
+        kwargs["Limit"] = limit  # with a filter, Limit counts items read, not returned
+    kwargs.update(ex.params())
+    produced = 0
+    for page in client.get_paginator("query").paginate(**kwargs):
+        for raw in page.get("Items", []):
+            yield deserialize_item(raw)
+            produced += 1
+            if limit is not None and produced >= limit:
+                return
+
+
+def count(
+    client: DynamoDBClient,
+    *,
+    table: str,
+    key_condition: ConditionBase,
+    index: str | None = None,
+    filter_condition: ConditionBase | None = None,
+    max_pages: int | None = None,
+) -> tuple[int, bool]:
+    """Count the items of a Query (``Select=COUNT``); returns (count, complete).
+
+    ``complete`` is False when ``max_pages`` stopped the count early: the count is then a lower bound.
+    """
+    ex = Expressions()
+    kwargs: dict[str, Any] = {
+        "TableName": table,
+        "KeyConditionExpression": ex.key_condition(key_condition),
+        "Select": "COUNT",
+    }
+    if index:
+        kwargs["IndexName"] = index
+    if filter_condition is not None:
+        kwargs["FilterExpression"] = ex.condition(filter_condition)
+    kwargs.update(ex.params())
+    total = 0
+    for number, page in enumerate(client.get_paginator("query").paginate(**kwargs), start=1):
+        total += page["Count"]
+        if max_pages is not None and number >= max_pages and page.get("LastEvaluatedKey"):
+            return total, False
+    return total, True
+
+
+def backoff_delays(attempts: int, base: float, cap: float) -> Iterator[float]:
+    """Exponential backoff with full jitter: the delays to sleep between ``attempts`` tries."""
+    for attempt in range(attempts - 1):
+        yield random.uniform(0, min(cap, base * 2**attempt))
+
+
+def error_code(exc: ClientError) -> str:
+    return exc.response.get("Error", {}).get("Code", "")
+
+
+class TransactionCancelled(Exception):
+    """A transaction was cancelled because a condition failed; nothing was written.
+
+    ``reasons`` holds one entry per item: its ``Code`` (``None`` for the items that passed) and, where
+    asked for, the ``Item`` as it was (deserialized).
+    """
+
+    def __init__(self, reasons: list[dict[str, Any]]) -> None:
+        super().__init__(f"transaction cancelled: {[r.get('Code') for r in reasons]}")
+        self.reasons = reasons
+
+
+def transact_write(
+    client: DynamoDBClient,
+    items: Sequence[Mapping[str, Any]],
+    *,
+    attempts: int = 8,
+    base: float = 0.05,
+    cap: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> None:
+    """Run a TransactWriteItems; raise :class:`TransactionCancelled` if a condition failed.
+
+    A cancellation caused only by a conflicting concurrent transaction (``TransactionConflict``) is
+    tried again with backoff, a bounded number of times: nothing was written, and the conditions are
+    evaluated afresh on each try.
+    """
+    delays = backoff_delays(attempts, base, cap)
+    while True:
+        try:
+            client.transact_write_items(TransactItems=list(items))
+            return
+        except ClientError as exc:
+            if error_code(exc) != "TransactionCanceledException":
+                raise
+            reasons = [_reason(r) for r in exc.response.get("CancellationReasons", [])]
+            codes = {r.get("Code") for r in reasons} - {None, "None"}
+            if codes == {"TransactionConflict"}:
+                delay = next(delays, None)
+                if delay is not None:
+                    sleep(delay)
+                    continue
+            if codes and codes <= {"ConditionalCheckFailed"}:
+                raise TransactionCancelled(reasons) from exc
+            raise
+
+
+def _reason(raw: Mapping[str, Any]) -> dict[str, Any]:
+    reason: dict[str, Any] = {"Code": raw.get("Code"), "Message": raw.get("Message")}
+    if raw.get("Item"):
+        reason["Item"] = deserialize_item(raw["Item"])
+    return reason
+
+
+def batch_write(
+    client: DynamoDBClient,
+    table: str,
+    items: Iterable[Mapping[str, Any]],
+    *,
+    attempts: int = 8,
+    base: float = 0.05,
+    cap: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+    on_chunk: Callable[[int], None] | None = None,
+) -> int:
+    """Put ``items`` with BatchWriteItem, 25 at a time, in order; returns the number of requests.
+
+    UnprocessedItems are sent again with backoff and full jitter, a bounded number of times; if some are
+    still left, the error says how many, and everything before them was written.
+    """
+    requests = 0
+    chunk: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        nonlocal requests
+        pending = {table: [{"PutRequest": {"Item": serialize_item(i)}} for i in chunk]}
+        delays = backoff_delays(attempts, base, cap)
+        while pending:
+            response = client.batch_write_item(RequestItems=pending)
+            requests += 1
+            pending = response.get("UnprocessedItems") or {}
+            if pending:
+                delay = next(delays, None)
+                if delay is None:
+                    left = len(pending.get(table, []))
+                    raise RuntimeError(f"BatchWriteItem left {left} item(s) unprocessed after {attempts} tries")
+                sleep(delay)
+        if on_chunk:
+            on_chunk(len(chunk))
+        chunk.clear()
+
+    for item in items:
+        chunk.append(dict(item))
+        if len(chunk) == 25:
+            flush()
+    if chunk:
+        flush()
+    return requests

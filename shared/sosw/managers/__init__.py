@@ -1,0 +1,1 @@
+"""Managers: the TaskManager (the seed's API) and the EcologyManager (labourer health)."""
