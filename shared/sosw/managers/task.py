@@ -314,7 +314,7 @@ class TaskManager:
         """
         labourer = self._check_labourer(labourer)
         tasks = [
-            self._new_task(labourer, payload_to_json(check_payload_dict(p, f"payloads[{i}]"), f"payloads[{i}]"))
+            self._new_task(labourer, payload_to_json(check_payload_dict(p, f"payloads[{i}]"), f"payloads[{i}]"), None)
             for i, p in enumerate(payloads)
         ]
         for i, task in enumerate(tasks):

@@ -1,0 +1,32 @@
+"""Create the project's tables from the one schema definition (for tests and the local run)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sosw.schema import table_schemas
+
+
+def create_tables(client: Any, custom_config: Mapping[str, Any] | None = None) -> list[str]:
+    """Create the four tables named by ``custom_config`` and wait until they are active."""
+    names = []
+    for schema in table_schemas(custom_config).values():
+        client.create_table(**schema.create_table_kwargs())
+        names.append(schema.name)
+    waiter = client.get_waiter("table_exists")
+    for name in names:
+        waiter.wait(TableName=name, WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
+    return names
+
+
+def prefixed_config(prefix: str, custom_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """A config whose four table names carry ``prefix`` (so stages, or tests, can share one DynamoDB)."""
+    config = {k: v for k, v in (custom_config or {}).items()}
+    dynamo = dict(config.get("dynamo_db_config", {}))
+    dynamo["table_name"] = f"{prefix}sosw_tasks"
+    config["dynamo_db_config"] = dynamo
+    config["sosw_retry_tasks_table"] = f"{prefix}sosw_retry_tasks"
+    config["sosw_closed_tasks_table"] = f"{prefix}sosw_closed_tasks"
+    config["sosw_tasks_meta_table"] = f"{prefix}sosw_tasks_meta"
+    return config
