@@ -1,0 +1,38 @@
+# Every target creates the virtualenv and installs what it needs: `make test` on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DDB_DIR := .cache/dynamodb-local
+# CI and `make test` run the heavy scenarios at this scale; the README gives the full-scale command.
+SCALE ?= ci
+
+.PHONY: test unit lint demo bench synth dynamodb-local clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+$(DDB_DIR)/emulator/DynamoDBLocal.jar:
+	bash scripts/fetch-dynamodb-local.sh $(DDB_DIR)
+
+dynamodb-local: $(DDB_DIR)/emulator/DynamoDBLocal.jar
+
+## test: lint, then every test (unit on moto, integration on DynamoDB Local started by the tests)
+test: venv dynamodb-local
+	$(VENV)/bin/ruff check .
+	SOSW_SCALE=$(SCALE) $(PY) -m pytest
+
+## unit: the fast tests only (moto), no Java needed
+unit: venv
+	$(PY) -m pytest -m "not integration"
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+clean:
+	rm -rf $(VENV) .cache cdk.out .pytest_cache .ruff_cache
