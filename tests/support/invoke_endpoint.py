@@ -57,7 +57,9 @@ class InvokeEndpoint:
             def do_GET(self) -> None:
                 match = _CONFIG.match(self.path)
                 if not match:
-                    self._reply(404, {"Type": "User", "message": "not found"}, {"x-amzn-ErrorType": "ResourceNotFoundException"})
+                    self._reply(
+                        404, {"Type": "User", "message": "not found"}, {"x-amzn-ErrorType": "ResourceNotFoundException"}
+                    )
                     return
                 self._reply(200, {"FunctionName": match.group(1), "Timeout": endpoint.timeout_seconds})
 

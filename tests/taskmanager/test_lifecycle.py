@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-
 from sosw.errors import InvalidInputError, QueueCeilingError, TaskExistsError
 from sosw.managers.task import ReportOutcome, TaskManager
+
 from tests.conftest import scan_all
 
 
@@ -88,7 +88,7 @@ def test_bad_report_is_refused_and_writes_nothing(manager, kwargs, field):
 
 def test_oversized_result_is_refused(manager):
     _alpha, task = invoked_task(manager)
-    with pytest.raises(InvalidInputError, match="result.*limit"):
+    with pytest.raises(InvalidInputError, match=r"result.*limit"):
         manager.mark_task_completed(task["task_id"], attempt=1, result={"big": "x" * 70_000})
 
 

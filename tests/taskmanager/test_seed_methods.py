@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from sosw.errors import InvalidInputError, TaskAlreadyInvokedError, TaskExistsError, UnknownLabourerError
 from sosw.labourer import Labourer
 from sosw.managers.task import TaskManager
+
 from tests.conftest import scan_all
 
 
@@ -86,7 +86,7 @@ def test_create_task_puts_it_at_the_end_of_the_queue(manager, config):
 
 def test_create_task_strict_refuses_generated_fields_and_writes_nothing(manager, config):
     alpha = registered(manager)
-    with pytest.raises(InvalidInputError, match="task_id.*strict=False"):
+    with pytest.raises(InvalidInputError, match=r"task_id.*strict=False"):
         manager.create_task(alpha, task_id="mine")
     with pytest.raises(InvalidInputError, match="greenfield"):
         manager.create_task(alpha, greenfield=5)

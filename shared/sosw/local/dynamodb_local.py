@@ -71,7 +71,9 @@ class DynamoDBLocal:
             except Exception:
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"DynamoDB Local did not answer on {self.endpoint_url} within {timeout} s")
+                    raise RuntimeError(
+                        f"DynamoDB Local did not answer on {self.endpoint_url} within {timeout} s"
+                    ) from None
                 time.sleep(0.2)
 
     def stop(self) -> None:

@@ -1,0 +1,70 @@
+"""The race of the TaskManager issue, on DynamoDB Local: 4 threads claim and invoke from the same
+500 queued tasks through a real HTTP Lambda endpoint. Every task must be invoked exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import Counter
+
+import pytest
+from sosw.clock import SystemClock
+from sosw.errors import InvokeError
+from sosw.managers.ecology import EcologyManager
+from sosw.managers.task import InvokeResult, TaskManager
+
+pytestmark = pytest.mark.integration
+
+TASKS = int(os.environ.get("SOSW_RACE_TASKS", "500"))
+THREADS = 4
+
+
+@pytest.mark.parametrize("backend", ["local"], indirect=True)
+def test_four_racing_orchestrators_invoke_every_task_exactly_once(config, lambda_endpoint):
+    # Given 500 queued tasks of one labourer
+    config = {**config, "labourers": {"alpha": {"max_duration": 60}}}
+    seeder = TaskManager(config)
+    alpha = seeder.register_labourers()[0]
+    ids = seeder.create_tasks(alpha, [{"n": i} for i in range(TASKS)])
+    outcomes: Counter[str] = Counter()
+    errors: list[BaseException] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(THREADS)
+
+    def orchestrator() -> None:
+        # Each thread is its own orchestrator: its own TaskManager and clients, the same queue
+        try:
+            manager = TaskManager(config, clock=SystemClock(), ecology_client=EcologyManager(config))
+            labourer = manager.register_labourers()[0]
+            barrier.wait()
+            while True:
+                batch = manager.get_next_for_labourer(labourer, cnt=25)
+                if not batch:
+                    return
+                for task in batch:
+                    try:
+                        result = manager.invoke_task(labourer, task=task)
+                    except InvokeError as exc:
+                        result = type(exc).__name__
+                    with lock:
+                        outcomes[str(result)] += 1
+        except BaseException as exc:  # surfaced below, not swallowed
+            errors.append(exc)
+
+    threads = [threading.Thread(target=orchestrator) for _ in range(THREADS)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+
+    # Then every task was delivered exactly once, and the rest were skipped claims
+    assert errors == []
+    delivered = Counter(call.event["task_id"] for call in lambda_endpoint.invocations)
+    duplicates = {task_id: n for task_id, n in delivered.items() if n > 1}
+    print(f"\nrace: {TASKS} tasks, {THREADS} threads, outcomes {dict(outcomes)}, duplicates {len(duplicates)}")
+    assert duplicates == {}
+    assert set(delivered) == set(ids)
+    assert outcomes[str(InvokeResult.INVOKED)] == TASKS
+    assert all(call.event["attempts"] == 1 for call in lambda_endpoint.invocations)
+    assert seeder.get_length_of_queue_for_labourer(alpha) == 0
