@@ -93,7 +93,7 @@ def manager(make_manager: Callable[..., TaskManager]) -> TaskManager:
 
 
 def scan_all(config: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
-    """Every item of the four tables, by role: what the tests check "nothing was written" against."""
+    """Every item of every table, by role: what the tests check "nothing was written" against."""
     from sosw.dynamo import deserialize_item
     from sosw.schema import table_schemas
 

@@ -25,6 +25,8 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "sosw_retry_tasks_table": "sosw_retry_tasks",
     "sosw_retry_tasks_greenfield_index": "labourer_id_greenfield",
     "sosw_tasks_meta_table": "sosw_tasks_meta",
+    # This project: one row per labourer, the Orchestrator's short lease and its per-minute invocation count.
+    "sosw_orchestrator_leases_table": "sosw_orchestrator_leases",
     "greenfield_invocation_delta": 31_557_600,  # one year
     "greenfield_task_step": 1000,
     "labourers": {},

@@ -30,7 +30,7 @@ class IndexSchema:
 
 @dataclass(frozen=True)
 class TableSchema:
-    role: str  # tasks | retry | closed | meta: what the table is for, whatever its name
+    role: str  # tasks | retry | closed | meta | leases: what the table is for, whatever its name
     name: str
     hash_key: KeyAttribute
     range_key: KeyAttribute | None = None
@@ -84,7 +84,7 @@ TTL_ATTRIBUTE = "ttl"
 
 
 def table_schemas(custom_config: Mapping[str, Any] | None = None) -> dict[str, TableSchema]:
-    """The four tables for a TaskManager config (names and field renames taken from it)."""
+    """The tables for a TaskManager config (names and field renames taken from it)."""
     config = build_config(custom_config)
     names = config["dynamo_db_config"]["field_names"]
 
@@ -129,4 +129,9 @@ def table_schemas(custom_config: Mapping[str, Any] | None = None) -> dict[str, T
         range_key=f("created_at", "N"),
         ttl_attribute=TTL_ATTRIBUTE,
     )
-    return {t.role: t for t in (tasks, retry, closed, meta)}
+    leases = TableSchema(
+        role="leases",
+        name=config["sosw_orchestrator_leases_table"],
+        hash_key=labourer_id,
+    )
+    return {t.role: t for t in (tasks, retry, closed, meta, leases)}

@@ -9,7 +9,7 @@ from sosw.schema import table_schemas
 
 
 def create_tables(client: Any, custom_config: Mapping[str, Any] | None = None) -> list[str]:
-    """Create the four tables named by ``custom_config`` and wait until they are active."""
+    """Create the tables named by ``custom_config`` and wait until they are active."""
     names = []
     for schema in table_schemas(custom_config).values():
         client.create_table(**schema.create_table_kwargs())
@@ -21,7 +21,7 @@ def create_tables(client: Any, custom_config: Mapping[str, Any] | None = None) -
 
 
 def prefixed_config(prefix: str, custom_config: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """A config whose four table names carry ``prefix`` (so stages, or tests, can share one DynamoDB)."""
+    """A config whose table names carry ``prefix`` (so stages, or tests, can share one DynamoDB)."""
     config = {k: v for k, v in (custom_config or {}).items()}
     dynamo = dict(config.get("dynamo_db_config", {}))
     dynamo["table_name"] = f"{prefix}sosw_tasks"
@@ -29,4 +29,5 @@ def prefixed_config(prefix: str, custom_config: Mapping[str, Any] | None = None)
     config["sosw_retry_tasks_table"] = f"{prefix}sosw_retry_tasks"
     config["sosw_closed_tasks_table"] = f"{prefix}sosw_closed_tasks"
     config["sosw_tasks_meta_table"] = f"{prefix}sosw_tasks_meta"
+    config["sosw_orchestrator_leases_table"] = f"{prefix}sosw_orchestrator_leases"
     return config
