@@ -1,0 +1,15 @@
+"""Scavenger Lambda (scheduled): archives, retries, closes dead tasks and queues due retries."""
+
+import os
+
+from aws_lambda_powertools import Logger
+from sosw.runtime import task_manager
+from sosw.scavenger import Scavenger
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def handler(event, context):
+    report = Scavenger(task_manager(), topic_arn=os.environ.get("SOSW_DEAD_LETTER_TOPIC_ARN")).run()
+    return {"counts": {k: dict(v) for k, v in report.labourers.items()}, "errors": report.errors}

@@ -1,0 +1,12 @@
+"""WorkerAssistant Lambda: workers report start, completion and failure here (sosw's contract)."""
+
+from aws_lambda_powertools import Logger
+from sosw.runtime import task_manager
+from sosw.worker_assistant import WorkerAssistant
+
+logger = Logger()
+
+
+@logger.inject_lambda_context
+def handler(event, context):
+    return WorkerAssistant(task_manager()).handle(event)

@@ -1,0 +1,102 @@
+"""The Orchestrator's lease per labourer, and its per-minute invocation count.
+
+Counting running tasks and then invoking is not atomic: two orchestrators running at once could
+both see room for N more and invoke 2N. A short conditional lease per labourer makes one of them
+skip the labourer for this run. The same row holds the fixed one-minute window of the rate limit
+(``max_invocations_per_minute``), updated only by the lease holder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr
+from botocore.exceptions import ClientError
+
+from sosw.dynamo import Expressions, deserialize_item, error_code, serialize_item
+
+WINDOW_SECONDS = 60
+
+
+@dataclass(frozen=True)
+class Lease:
+    labourer_id: str
+    owner: str
+    until: float
+    window_start: float
+    window_count: int
+
+    def invocations_left(self, limit: int | None, now: float) -> int | None:
+        """How many more invocations the rate limit allows now (None: no limit)."""
+        if limit is None:
+            return None
+        if now - self.window_start >= WINDOW_SECONDS:
+            return limit
+        return max(0, limit - self.window_count)
+
+
+class LeaseStore:
+    def __init__(self, client: Any, table: str) -> None:
+        self.client = client
+        self.table = table
+
+    def acquire(self, labourer_id: str, owner: str, now: float, seconds: float) -> Lease | None:
+        """Take the labourer's lease until ``now + seconds``; None if another owner holds it."""
+        ex = Expressions()
+        held_by_other = Attr("lease_until").gt(now) & Attr("owner").ne(owner)
+        condition = ex.condition(Attr("labourer_id").not_exists() | ~held_by_other)
+        update = f"SET {ex.name('owner')} = {ex.value(owner)}, {ex.name('lease_until')} = {ex.value(now + seconds)}"
+        try:
+            response = self.client.update_item(
+                TableName=self.table,
+                Key=serialize_item({"labourer_id": labourer_id}),
+                UpdateExpression=update,
+                ConditionExpression=condition,
+                ReturnValues="ALL_NEW",
+                **ex.params(),
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return None
+            raise
+        row = deserialize_item(response["Attributes"])
+        return Lease(
+            labourer_id, owner, row["lease_until"], row.get("window_start", 0), int(row.get("window_count", 0))
+        )
+
+    def record_invocations(self, lease: Lease, count: int, now: float) -> None:
+        """Add ``count`` invocations to the current minute's window (starting a new window if it passed)."""
+        if count <= 0:
+            return
+        ex = Expressions()
+        if now - lease.window_start >= WINDOW_SECONDS:
+            update = f"SET {ex.name('window_start')} = {ex.value(now)}, {ex.name('window_count')} = {ex.value(count)}"
+        else:
+            update = f"ADD {ex.name('window_count')} {ex.value(count)}"
+        self.client.update_item(
+            TableName=self.table,
+            Key=serialize_item({"labourer_id": lease.labourer_id}),
+            UpdateExpression=update,
+            ConditionExpression=ex.condition(Attr("owner").eq(lease.owner)),
+            **ex.params(),
+        )
+
+    def release(self, lease: Lease, now: float, settle_seconds: float) -> None:
+        """Let the next orchestrator in after ``settle_seconds``.
+
+        The pause lets the greenfield index (eventually consistent in AWS) show this run's claims
+        before another run counts the running tasks.
+        """
+        ex = Expressions()
+        try:
+            self.client.update_item(
+                TableName=self.table,
+                Key=serialize_item({"labourer_id": lease.labourer_id}),
+                UpdateExpression=f"SET {ex.name('lease_until')} = {ex.value(now + settle_seconds)}",
+                ConditionExpression=ex.condition(Attr("owner").eq(lease.owner)),
+                **ex.params(),
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise

@@ -1,0 +1,170 @@
+"""The Orchestrator: for each labourer, decide how many tasks may start now, claim and invoke them.
+
+desired = floor(max_simultaneous_invocations x coefficient[health]) - running, at least 0, then
+capped by the rate limit. Invocations run in parallel on a bounded pool, so hundreds fit in one
+scheduled run; the run stops starting new ones before the Lambda's own timeout. One labourer's
+errors don't stop the others.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from sosw.errors import ConfigError, InvokeError
+from sosw.labourer import Labourer
+from sosw.leases import LeaseStore
+from sosw.managers.task import InvokeResult, TaskManager
+from sosw.metrics import put_labourer_metrics
+
+logger = Logger(child=True)
+
+DEFAULT_COEFFICIENTS = {0: 0, 1: 0, 2: 0.5, 3: 0.75, 4: 1}
+
+
+@dataclass
+class LabourerRun:
+    labourer_id: str
+    health: int = 4
+    running: int = 0
+    desired: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    skipped_reason: str = ""
+    error: str = ""
+
+
+@dataclass
+class OrchestratorReport:
+    labourers: dict[str, LabourerRun] = field(default_factory=dict)
+    duration: float = 0.0
+
+    @property
+    def invoked(self) -> int:
+        return sum(run.outcomes[InvokeResult.INVOKED.value] for run in self.labourers.values())
+
+
+class Orchestrator:
+    """One scheduled run: ``Orchestrator(task_manager).run(remaining_seconds)``."""
+
+    def __init__(
+        self,
+        task_manager: TaskManager,
+        *,
+        max_workers: int | None = None,
+        owner: str | None = None,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.tm = task_manager
+        config = task_manager.config
+        self.max_workers = max_workers or int(config.get("orchestrator_max_workers", 16))
+        self.safety_seconds = float(config.get("orchestrator_safety_seconds", 5))
+        self.lease_settle_seconds = float(config.get("orchestrator_lease_settle_seconds", 2))
+        self.coefficients = self._coefficients(config.get("invocation_number_coefficient", DEFAULT_COEFFICIENTS))
+        self.owner = owner or uuid.uuid4().hex
+        self.leases = LeaseStore(task_manager.dynamo_db_client, config["sosw_orchestrator_leases_table"])
+        self._monotonic = monotonic
+
+    @staticmethod
+    def _coefficients(raw: Mapping[Any, Any]) -> dict[int, float]:
+        try:
+            coefficients = {int(k): float(v) for k, v in raw.items()}
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"invocation_number_coefficient: expected {{health: number}}, got {raw!r}") from exc
+        if set(coefficients) != set(range(5)) or not all(0 <= v <= 1 for v in coefficients.values()):
+            raise ConfigError(
+                f"invocation_number_coefficient: expected a number in [0, 1] for each health 0..4, got {raw!r}"
+            )
+        return coefficients
+
+    def run(self, remaining_seconds: Callable[[], float] | None = None) -> OrchestratorReport:
+        """Orchestrate every labourer once. ``remaining_seconds`` is the Lambda's time left (None: no limit)."""
+        started = self._monotonic()
+        report = OrchestratorReport()
+        labourers = self.tm.register_labourers()
+        with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="invoke") as pool:
+            for labourer in labourers:
+                run = report.labourers.setdefault(labourer.id, LabourerRun(labourer.id))
+                try:
+                    self._orchestrate(labourer, run, pool, remaining_seconds)
+                except Exception as exc:  # one labourer's failure must not stop the others
+                    run.error = f"{type(exc).__name__}: {exc}"
+                    logger.exception("Orchestrating a labourer failed", extra={"labourer_id": labourer.id})
+        report.duration = self._monotonic() - started
+        for run in report.labourers.values():
+            put_labourer_metrics(
+                run.labourer_id,
+                {
+                    "invoked": run.outcomes[InvokeResult.INVOKED.value],
+                    "running": run.running,
+                    "invocations_released": run.outcomes["released"],
+                    "orchestrator_errors": int(bool(run.error)),
+                },
+            )
+        logger.info("Orchestrator run done", extra={"duration": report.duration, "invoked": report.invoked})
+        return report
+
+    def _time_left(self, remaining_seconds: Callable[[], float] | None) -> float:
+        return math.inf if remaining_seconds is None else remaining_seconds() - self.safety_seconds
+
+    def _orchestrate(
+        self,
+        labourer: Labourer,
+        run: LabourerRun,
+        pool: ThreadPoolExecutor,
+        remaining_seconds: Callable[[], float] | None,
+    ) -> None:
+        if self._time_left(remaining_seconds) <= 0:
+            run.skipped_reason = "no time left in this run"
+            return
+        now = self.tm.clock.now()
+        lease_seconds = min(60.0, max(self._time_left(remaining_seconds), 1.0)) if remaining_seconds else 60.0
+        lease = self.leases.acquire(labourer.id, self.owner, now, lease_seconds)
+        if lease is None:
+            run.skipped_reason = "another orchestrator holds this labourer"
+            logger.info("Labourer leased by another orchestrator", extra={"labourer_id": labourer.id})
+            return
+        try:
+            run.health = labourer.get_attr("health")
+            run.running = self.tm.get_count_of_running_tasks_for_labourer(labourer)
+            cap = math.floor(labourer.max_simultaneous_invocations * self.coefficients[run.health])
+            desired = max(0, cap - run.running)
+            allowed = lease.invocations_left(labourer.max_invocations_per_minute, now)
+            if allowed is not None:
+                desired = min(desired, allowed)
+            run.desired = desired
+            if desired == 0:
+                return
+            tasks = self.tm.get_next_for_labourer(labourer, cnt=desired)
+            # The rate-limit window is charged before invoking, so a crash can't let the next run exceed it.
+            self.leases.record_invocations(lease, len(tasks), now)
+
+            def invoke(task: dict[str, Any]) -> str:
+                if self._time_left(remaining_seconds) <= 0:
+                    return "not_started"
+                try:
+                    return self.tm.invoke_task(labourer, task=task).value
+                except InvokeError as exc:
+                    return "released" if exc.released else "uncertain"
+
+            for outcome in pool.map(invoke, tasks):
+                run.outcomes[outcome] += 1
+            logger.info(
+                "Labourer orchestrated",
+                extra={
+                    "labourer_id": labourer.id,
+                    "health": run.health,
+                    "running": run.running,
+                    "desired": desired,
+                    "outcomes": dict(run.outcomes),
+                },
+            )
+        finally:
+            self.leases.release(lease, self.tm.clock.now(), self.lease_settle_seconds)

@@ -1,0 +1,107 @@
+"""The Scavenger: closes what is done and brings back what must run again.
+
+Per labourer: archive completed tasks; for failed (reported) and expired (silent) tasks, either move
+them to the retry table with the labourer's retry delay, or close them as dead (at ``max_attempts``,
+or at once for ``never_retry_errors``) and publish a notification; queue again the tasks whose delay
+has passed, at the head of the queue. Every move is a conditional transaction, so two scavengers
+running at once (or a repeated run after a crash) can't move a task twice.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from aws_lambda_powertools import Logger
+
+from sosw.labourer import Labourer
+from sosw.managers.task import TaskManager
+from sosw.metrics import put_labourer_metrics
+from sosw.retry import retry_delay
+
+logger = Logger(child=True)
+
+EXPIRED = {"type": "Expired", "message": "no report within duration + cooldown"}
+
+
+@dataclass
+class ScavengerReport:
+    labourers: dict[str, Counter[str]] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def total(self, key: str) -> int:
+        return sum(c[key] for c in self.labourers.values())
+
+
+class Scavenger:
+    """One scheduled run: ``Scavenger(task_manager, sns_client=..., topic_arn=...).run()``."""
+
+    def __init__(self, task_manager: TaskManager, *, sns_client: Any = None, topic_arn: str | None = None) -> None:
+        self.tm = task_manager
+        self.topic_arn = topic_arn
+        self._sns = sns_client
+
+    @property
+    def sns_client(self) -> Any:
+        if self._sns is None:
+            import boto3
+
+            self._sns = boto3.client("sns")
+        return self._sns
+
+    def run(self) -> ScavengerReport:
+        report = ScavengerReport()
+        for labourer in self.tm.open_run_window():
+            counts = report.labourers.setdefault(labourer.id, Counter())
+            try:
+                self._scavenge(labourer, counts)
+            except Exception as exc:  # one labourer's failure must not stop the others
+                report.errors[labourer.id] = f"{type(exc).__name__}: {exc}"
+                logger.exception("Scavenging a labourer failed", extra={"labourer_id": labourer.id})
+            put_labourer_metrics(labourer.id, {k: counts[k] for k in ("archived", "retried", "dead", "requeued")})
+        logger.info("Scavenger run done", extra={"counts": {k: dict(v) for k, v in report.labourers.items()}})
+        return report
+
+    def _scavenge(self, labourer: Labourer, counts: Counter[str]) -> None:
+        for task in self.tm.get_completed_tasks_for_labourer(labourer):
+            counts["archived"] += self.tm.archive_task(task, completed=True)
+        for task in self.tm.get_failed_tasks_for_labourer(labourer):
+            self._retry_or_close(labourer, task, task.get("last_error") or {}, counts)
+        for task in self.tm.get_expired_tasks_for_labourer(labourer):
+            self._retry_or_close(labourer, task, EXPIRED, counts)
+        due = self.tm.get_tasks_to_retry_for_labourer(labourer)
+        if due:
+            counts["requeued"] += self.tm.retry_tasks(labourer, due)
+
+    def _retry_or_close(self, labourer: Labourer, task: dict[str, Any], error: dict[str, Any], counts: Counter) -> None:
+        attempts = int(task.get("attempts", 0))
+        error_type = str(error.get("type", ""))
+        if attempts >= labourer.max_attempts or error_type in labourer.never_retry_errors:
+            # The closed row keeps the last error (an expired task has none of its own).
+            if self.tm.archive_task({**task, "last_error": error}, completed=False):
+                counts["dead"] += 1
+                self._notify_dead(labourer, task, error)
+            return
+        if not labourer.has_attr("max_duration"):
+            labourer.set_custom_attribute("max_duration", self.tm.ecology_client.get_labourer_max_duration(labourer))
+        delay = retry_delay(labourer, attempts)
+        counts["retried"] += self.tm.move_task_to_retry_table(task, delay)
+
+    def _notify_dead(self, labourer: Labourer, task: dict[str, Any], error: dict[str, Any]) -> None:
+        message = {
+            "task_id": task["task_id"],
+            "labourer_id": labourer.id,
+            "attempts": int(task.get("attempts", 0)),
+            "last_error": error,
+        }
+        logger.warning("Task closed as dead", extra=message)
+        if not self.topic_arn:
+            return
+        self.sns_client.publish(
+            TopicArn=self.topic_arn,
+            Subject=f"sosw: task dead ({labourer.id})"[:100],
+            Message=json.dumps(message),
+            MessageAttributes={"labourer_id": {"DataType": "String", "StringValue": labourer.id}},
+        )

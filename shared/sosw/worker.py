@@ -1,0 +1,114 @@
+"""The base class of a worker Lambda: write ``process(payload)``, the rest is done for you.
+
+It checks with the WorkerAssistant that this delivery is the one that may run the attempt (Lambda's
+asynchronous invocation is at-least-once, and an old attempt may arrive late), runs ``process``, and
+reports completed (with the result and stats) or failed (with the error type and message) through
+the WorkerAssistant, so the worker's role needs no DynamoDB rights. Every log line carries the
+task id; each outcome is an EMF metric.
+
+    class ResizeImages(Worker):
+        def process(self, payload):
+            return {"resized": resize(payload["key"])}
+
+    handler = ResizeImages().handler
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit
+
+from sosw.managers.task import WORKER_EVENT_FIELDS
+from sosw.metrics import put_labourer_metric
+
+ASSISTANT_ENV = "SOSW_WORKER_ASSISTANT_FUNCTION"
+DEFAULT_ASSISTANT = "sosw_worker_assistant"
+
+
+class Worker:
+    def __init__(self, *, lambda_client: Any = None, assistant_function: str | None = None) -> None:
+        self._lambda = lambda_client
+        self.assistant_function = assistant_function or os.environ.get(ASSISTANT_ENV, DEFAULT_ASSISTANT)
+        self.logger = Logger()
+
+    @property
+    def lambda_client(self) -> Any:
+        if self._lambda is None:
+            import boto3
+
+            self._lambda = boto3.client("lambda")
+        return self._lambda
+
+    def process(self, payload: dict[str, Any]) -> Any:
+        """Do the work; return a JSON-serialisable result. Raise to report the attempt failed."""
+        raise NotImplementedError
+
+    def handler(self, event: Mapping[str, Any], context: Any = None) -> dict[str, Any]:
+        task_id = event.get("task_id")
+        attempt = event.get("attempts")
+        labourer_id = str(event.get("labourer_id") or os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "worker"))
+        self.logger.append_keys(task_id=task_id, labourer_id=labourer_id, attempt=attempt)
+        try:
+            return self._run(event, task_id, attempt, labourer_id)
+        finally:
+            self.logger.remove_keys(["task_id", "labourer_id", "attempt"])
+
+    def _run(self, event: Mapping[str, Any], task_id: Any, attempt: Any, labourer_id: str) -> dict[str, Any]:
+        if task_id and isinstance(attempt, int) and attempt >= 1:
+            start = self._call_assistant({"action": "start_task", "task_id": task_id, "attempt": attempt}, sync=True)
+            if start.get("outcome") != "accepted":
+                self.logger.info(
+                    "Delivery not run", extra={"outcome": start.get("outcome"), "reason": start.get("reason")}
+                )
+                put_labourer_metric("worker_skipped", 1, labourer_id)
+                return {"task_id": task_id, "status": "skipped", "reason": start.get("reason")}
+        payload = {k: v for k, v in event.items() if k not in WORKER_EVENT_FIELDS}
+        started = time.monotonic()
+        try:
+            result = self.process(payload)
+        except Exception as exc:
+            elapsed = time.monotonic() - started
+            self.logger.exception("Task failed")
+            self._report(
+                task_id,
+                attempt,
+                "mark_task_as_failed",
+                stats={"duration": elapsed},
+                error={"type": type(exc).__name__, "message": str(exc)[:1000]},
+            )
+            put_labourer_metric("worker_failed", 1, labourer_id)
+            return {"task_id": task_id, "status": "failed", "error": type(exc).__name__}
+        elapsed = time.monotonic() - started
+        self._report(task_id, attempt, "mark_task_as_completed", result=result, stats={"duration": elapsed})
+        self.logger.info("Task completed", extra={"duration": elapsed})
+        put_labourer_metric("worker_completed", 1, labourer_id)
+        put_labourer_metric("worker_duration", elapsed, labourer_id, unit=MetricUnit.Seconds)
+        return {"task_id": task_id, "status": "completed"}
+
+    def _report(self, task_id: Any, attempt: Any, action: str, **fields: Any) -> None:
+        if not task_id:
+            self.logger.warning("Event has no task_id: nothing to report")
+            return
+        event = {"action": action, "task_id": task_id, **fields}
+        if isinstance(attempt, int):
+            event["attempt"] = attempt
+        self._call_assistant(event, sync=False)
+
+    def _call_assistant(self, event: dict[str, Any], *, sync: bool) -> dict[str, Any]:
+        response = self.lambda_client.invoke(
+            FunctionName=self.assistant_function,
+            InvocationType="RequestResponse" if sync else "Event",
+            Payload=json.dumps(event, default=str),
+        )
+        if not sync:
+            return {}
+        body = json.loads(response["Payload"].read() or b"{}")
+        if response.get("FunctionError"):
+            raise RuntimeError(f"WorkerAssistant failed: {body}")
+        return body

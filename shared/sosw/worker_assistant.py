@@ -1,0 +1,54 @@
+"""The WorkerAssistant: how workers report back, so their roles need no DynamoDB rights.
+
+sosw's contract, so existing sosw workers keep working::
+
+    {"action": "mark_task_as_completed" | "mark_task_as_failed", "task_id": ..., "stats": {...}, "result": {...}}
+
+plus, from this project's workers, ``attempt`` (fencing), ``error`` ({"type", "message"}) and the
+``start_task`` action (the duplicate-delivery guard, called synchronously before working).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from sosw.errors import InvalidInputError
+from sosw.managers.task import ReportResult, TaskManager
+
+ACTIONS = ("mark_task_as_completed", "mark_task_as_failed", "start_task")
+
+
+class WorkerAssistant:
+    def __init__(self, task_manager: TaskManager) -> None:
+        self.tm = task_manager
+
+    def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """Apply one report; returns ``{"task_id", "outcome", "reason"}``. Bad events raise InvalidInputError."""
+        if not isinstance(event, Mapping):
+            raise InvalidInputError("event", f"expected a JSON object, got {type(event).__name__}")
+        action = event.get("action")
+        if action not in ACTIONS:
+            raise InvalidInputError("action", f"expected one of {list(ACTIONS)}, got {action!r}")
+        task_id = event.get("task_id")
+        attempt = event.get("attempt")
+        result: ReportResult
+        if action == "start_task":
+            result = self.tm.mark_task_started(task_id, attempt)
+        elif action == "mark_task_as_completed":
+            result = self.tm.mark_task_completed(
+                task_id, attempt=attempt, result=event.get("result"), stats=event.get("stats")
+            )
+        else:
+            error = event.get("error") or {}
+            if not isinstance(error, Mapping):
+                raise InvalidInputError("error", f"expected {{'type', 'message'}}, got {error!r}")
+            result = self.tm.mark_task_failed(
+                task_id,
+                attempt=attempt,
+                error_type=str(error.get("type") or "Error"),
+                error_message=str(error.get("message") or ""),
+                result=event.get("result"),
+                stats=event.get("stats"),
+            )
+        return {"task_id": task_id, "outcome": result.outcome.value, "reason": result.reason}
