@@ -1,0 +1,350 @@
+"""A local Lambda endpoint: the real handlers from ``lambdas/`` behind Lambda's HTTP API, on loopback.
+
+boto3 reaches it through ``AWS_ENDPOINT_URL_LAMBDA``, so production code doesn't know it is local. It
+implements Invoke (``Event``: queued, at most ``concurrency`` at once per function; and
+``RequestResponse``) and GetFunctionConfiguration. Each function runs in a pool of warm worker
+processes; an invocation that passes the function's timeout has its process killed and replaced,
+like Lambda's. A failed asynchronous invocation (exception, crash, timeout, event too old) goes to
+the function's on-failure destination with Lambda's record format; Lambda-level retries are off, as
+the stack configures them.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import multiprocessing
+import os
+import queue
+import re
+import sys
+import threading
+import time
+import traceback
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+_INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations")
+_CONFIG = re.compile(r"^/2015-03-31/functions/([^/]+)/configuration")
+ACCOUNT = "000000000000"
+REGION = "us-east-1"
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """One function: its code folder and handler, timeout, environment and on-failure destination."""
+
+    name: str
+    code_dir: str
+    handler: str = "app.handler"
+    timeout: float = 30.0
+    environment: Mapping[str, str] = field(default_factory=dict)
+    on_failure: str | None = None
+    concurrency: int = 2
+    max_event_age: float | None = None
+
+    @property
+    def arn(self) -> str:
+        return f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{self.name}"
+
+
+class _Context:
+    """What a handler's ``context`` offers (what Powertools reads from it)."""
+
+    def __init__(self, spec: FunctionSpec, deadline: float) -> None:
+        self.function_name = spec.name
+        self.function_version = "$LATEST"
+        self.invoked_function_arn = spec.arn
+        self.memory_limit_in_mb = 128
+        self.aws_request_id = uuid.uuid4().hex
+        self.log_group_name = f"/aws/lambda/{spec.name}"
+        self.log_stream_name = "local"
+        self._deadline = deadline
+
+    def get_remaining_time_in_millis(self) -> int:
+        return max(0, int((self._deadline - time.time()) * 1000))
+
+
+def _serve(conn: Any, spec: FunctionSpec, log_path: str | None) -> None:
+    """A worker process: import the handler once (warm), then run invocations sent over ``conn``."""
+    if log_path:
+        stream = open(log_path, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
+        sys.stdout = sys.stderr = stream
+        os.dup2(stream.fileno(), 1)
+        os.dup2(stream.fileno(), 2)
+    os.environ.update(spec.environment)
+    os.environ.update(
+        AWS_LAMBDA_FUNCTION_NAME=spec.name,
+        AWS_LAMBDA_FUNCTION_TIMEOUT=str(int(spec.timeout)),
+        AWS_LAMBDA_FUNCTION_MEMORY_SIZE="128",
+    )
+    sys.path.insert(0, spec.code_dir)
+    module_name, _, function_name = spec.handler.rpartition(".")
+    handler = getattr(importlib.import_module(module_name), function_name)
+    while True:
+        try:
+            event = conn.recv()
+        except EOFError:
+            return
+        try:
+            result = handler(event, _Context(spec, time.time() + spec.timeout))
+            conn.send(("ok", json.loads(json.dumps(result, default=str))))
+        except Exception as exc:
+            traceback.print_exc()
+            conn.send(("error", {"errorType": type(exc).__name__, "errorMessage": str(exc)}))
+
+
+class _Slot:
+    """One warm process of a function; replaced when it times out or dies."""
+
+    def __init__(self, spec: FunctionSpec, log_path: str | None) -> None:
+        self.spec = spec
+        self.log_path = log_path
+        self._start()
+
+    def _start(self) -> None:
+        ctx = multiprocessing.get_context("spawn")
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_serve, args=(child, self.spec, self.log_path), daemon=True)
+        self.process.start()
+        child.close()
+
+    def restart(self) -> None:
+        self.stop()
+        self._start()
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join(timeout=5)
+        self.conn.close()
+
+    def call(self, event: Any) -> tuple[bool, Any]:
+        self.conn.send(event)
+        if not self.conn.poll(self.spec.timeout):
+            self.restart()
+            return False, {
+                "errorType": "Sandbox.Timedout",
+                "errorMessage": f"Task timed out after {self.spec.timeout:.2f} seconds",
+            }
+        try:
+            status, body = self.conn.recv()
+        except (EOFError, ConnectionError):
+            self.process.join(timeout=2)
+            code = self.process.exitcode
+            self.restart()
+            return False, {"errorType": "Runtime.ExitError", "errorMessage": f"process exited with {code}"}
+        return status == "ok", body
+
+
+class _Function:
+    def __init__(self, server: LocalLambda, spec: FunctionSpec) -> None:
+        self.server = server
+        self.spec = spec
+        log_path = str(server.log_dir / f"{spec.name}.log") if server.log_dir else None
+        self.idle: queue.Queue[_Slot] = queue.Queue()
+        self.slots = [_Slot(spec, log_path) for _ in range(spec.concurrency)]
+        for slot in self.slots:
+            self.idle.put(slot)
+        self.events: queue.Queue[tuple[float, Any] | None] = queue.Queue()
+        self.in_flight = 0
+        self._lock = threading.Lock()
+        self.threads = [
+            threading.Thread(target=self._dispatch, name=f"{spec.name}-{i}", daemon=True)
+            for i in range(spec.concurrency)
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def submit(self, event: Any) -> None:
+        with self._lock:
+            self.in_flight += 1
+        self.events.put((time.time(), event))
+
+    def invoke_sync(self, event: Any) -> tuple[bool, Any]:
+        slot = self.idle.get()
+        try:
+            ok, body = slot.call(event)
+        finally:
+            self.idle.put(slot)
+        self.server.count(self.spec.name, "ok" if ok else body.get("errorType", "error"))
+        return ok, body
+
+    def _dispatch(self) -> None:
+        while True:
+            item = self.events.get()
+            if item is None:
+                return
+            enqueued, event = item
+            try:
+                age = time.time() - enqueued
+                if self.spec.max_event_age is not None and age > self.spec.max_event_age:
+                    self.server.count(self.spec.name, "EventAgeExceeded")
+                    self._on_failure(event, "EventAgeExceeded", None)
+                    continue
+                ok, body = self.invoke_sync(event)
+                if not ok:
+                    self._on_failure(event, "RetriesExhausted", body)
+            finally:
+                with self._lock:
+                    self.in_flight -= 1
+
+    def _on_failure(self, event: Any, condition: str, error: Any) -> None:
+        if not self.spec.on_failure:
+            return
+        record = {
+            "version": "1.0",
+            "timestamp": datetime.now(tz=UTC).isoformat(),
+            "requestContext": {
+                "requestId": uuid.uuid4().hex,
+                "functionArn": f"{self.spec.arn}:$LATEST",
+                "condition": condition,
+                "approximateInvokeCount": 1,
+            },
+            "requestPayload": event,
+            "responseContext": {"statusCode": 200, "executedVersion": "$LATEST", "functionError": "Unhandled"},
+            "responsePayload": error,
+        }
+        self.server.invoke_async(self.spec.on_failure, record)
+
+    def stop(self) -> None:
+        for _ in self.threads:
+            self.events.put(None)
+        for thread in self.threads:
+            thread.join(timeout=self.spec.timeout + 5)
+        for slot in self.slots:
+            slot.stop()
+
+
+class LocalLambda:
+    """``with LocalLambda([FunctionSpec(...), ...]) as lam: os.environ["AWS_ENDPOINT_URL_LAMBDA"] = lam.url``."""
+
+    def __init__(
+        self,
+        functions: list[FunctionSpec],
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        self.specs = {spec.name: spec for spec in functions}
+        self.log_dir = Path(log_dir) if log_dir else None
+        self.counts: dict[str, Counter[str]] = {name: Counter() for name in self.specs}
+        self._counts_lock = threading.Lock()
+        self._functions: dict[str, _Function] = {}
+        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server.daemon_threads = True
+        self.url = f"http://{host}:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, name="local-lambda", daemon=True)
+
+    def start(self) -> LocalLambda:
+        if self.log_dir:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+        for name, spec in self.specs.items():
+            self._functions[name] = _Function(self, spec)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        for function in self._functions.values():
+            function.stop()
+
+    def __enter__(self) -> LocalLambda:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def count(self, name: str, outcome: str) -> None:
+        with self._counts_lock:
+            self.counts[name][outcome] += 1
+
+    def function(self, name_or_arn: str) -> _Function | None:
+        name = name_or_arn.rsplit("function:", 1)[-1].split(":")[0]
+        return self._functions.get(name)
+
+    def invoke_async(self, name: str, event: Any) -> bool:
+        function = self.function(name)
+        if function is None:
+            return False
+        function.submit(event)
+        return True
+
+    def in_flight(self) -> int:
+        return sum(f.in_flight for f in self._functions.values())
+
+    def wait_idle(self, timeout: float = 60.0) -> bool:
+        """Wait until no asynchronous invocation is queued or running."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.in_flight() == 0:
+                return True
+            time.sleep(0.02)
+        return False
+
+    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _reply(self, status: int, body: Any, headers: Mapping[str, str] | None = None) -> None:
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                for key, value in (headers or {}).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _not_found(self, name: str) -> None:
+                self._reply(
+                    404,
+                    {"Type": "User", "message": f"Function not found: {name}"},
+                    {"x-amzn-ErrorType": "ResourceNotFoundException"},
+                )
+
+            def do_GET(self) -> None:
+                match = _CONFIG.match(self.path)
+                function = server.function(match.group(1)) if match else None
+                if function is None:
+                    self._not_found(match.group(1) if match else self.path)
+                    return
+                spec = function.spec
+                self._reply(200, {"FunctionName": spec.name, "FunctionArn": spec.arn, "Timeout": int(spec.timeout)})
+
+            def do_POST(self) -> None:
+                match = _INVOKE.match(self.path)
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                function = server.function(match.group(1)) if match else None
+                if function is None:
+                    self._not_found(match.group(1) if match else self.path)
+                    return
+                try:
+                    event = json.loads(raw or b"{}")
+                except ValueError:
+                    self._reply(
+                        400,
+                        {"Type": "User", "message": "payload is not JSON"},
+                        {"x-amzn-ErrorType": "InvalidRequestContentException"},
+                    )
+                    return
+                if self.headers.get("X-Amz-Invocation-Type", "RequestResponse") == "Event":
+                    function.submit(event)
+                    self._reply(202, {})
+                    return
+                ok, body = function.invoke_sync(event)
+                self._reply(200, body, None if ok else {"X-Amz-Function-Error": "Unhandled"})
+
+        return Handler
