@@ -30,6 +30,8 @@ os.environ.update(
     AWS_DEFAULT_REGION="us-east-1",
 )
 os.environ.pop("AWS_PROFILE", None)
+# In-process runs would print every EMF metric line to the test output.
+os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
 
 LABOURERS = {
     "alpha": {"max_simultaneous_invocations": 5, "duration": 60, "cooldown": 30, "max_duration": 60},

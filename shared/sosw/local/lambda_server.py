@@ -165,6 +165,7 @@ class _Function:
     def submit(self, event: Any) -> None:
         with self._lock:
             self.in_flight += 1
+        self.server.record(self.spec.name, event)
         self.events.put((time.time(), event))
 
     def invoke_sync(self, event: Any) -> tuple[bool, Any]:
@@ -236,6 +237,8 @@ class LocalLambda:
         self.specs = {spec.name: spec for spec in functions}
         self.log_dir = Path(log_dir) if log_dir else None
         self.counts: dict[str, Counter[str]] = {name: Counter() for name in self.specs}
+        #: Every asynchronous event accepted, by function: what tests check "invoked exactly once" against.
+        self.deliveries: dict[str, list[Any]] = {name: [] for name in self.specs}
         self._counts_lock = threading.Lock()
         self._functions: dict[str, _Function] = {}
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
@@ -266,6 +269,10 @@ class LocalLambda:
     def count(self, name: str, outcome: str) -> None:
         with self._counts_lock:
             self.counts[name][outcome] += 1
+
+    def record(self, name: str, event: Any) -> None:
+        with self._counts_lock:
+            self.deliveries[name].append(event)
 
     def function(self, name_or_arn: str) -> _Function | None:
         name = name_or_arn.rsplit("function:", 1)[-1].split(":")[0]

@@ -54,8 +54,10 @@ class LocalStack:
         table_prefix: str = "",
         config: Mapping[str, Any] | None = None,
         log_dir: str | os.PathLike[str] | None = None,
+        control_concurrency: int = 1,
     ) -> None:
         self.workers = workers
+        self.control_concurrency = control_concurrency
         self._dynamodb_endpoint = dynamodb_endpoint
         self._ddb: DynamoDBLocal | None = None
         self._moto: Any = None
@@ -126,14 +128,18 @@ class LocalStack:
         }
         functions = [
             FunctionSpec(
-                ORCHESTRATOR, str(LAMBDAS_DIR / "orchestrator"), timeout=60, environment=common, concurrency=1
+                ORCHESTRATOR,
+                str(LAMBDAS_DIR / "orchestrator"),
+                timeout=60,
+                environment=common,
+                concurrency=self.control_concurrency,
             ),
             FunctionSpec(
                 SCAVENGER,
                 str(LAMBDAS_DIR / "scavenger"),
                 timeout=60,
                 environment={**common, "SOSW_DEAD_LETTER_TOPIC_ARN": self.topic_arn},
-                concurrency=1,
+                concurrency=self.control_concurrency,
             ),
             FunctionSpec(
                 ASSISTANT, str(LAMBDAS_DIR / "worker_assistant"), timeout=10, environment=common, concurrency=4
