@@ -13,13 +13,13 @@ from typing import Any
 
 import boto3
 import pytest
+
 from sosw import aws
 from sosw.clock import ManualClock
 from sosw.local.dynamodb_local import DynamoDBLocal
 from sosw.local.tables import create_tables, prefixed_config
 from sosw.managers.ecology import EcologyManager
 from sosw.managers.task import TaskManager
-
 from tests.support.invoke_endpoint import InvokeEndpoint
 
 # Never reach a real account from tests: fake credentials, a fixed region, no profile.

@@ -1,6 +1,7 @@
 """On-failure destination of every worker: crashes and timeouts become failure reports."""
 
 from aws_lambda_powertools import Logger
+
 from sosw.failure_destination import report_failure_record
 from sosw.runtime import task_manager
 

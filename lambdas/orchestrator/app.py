@@ -1,6 +1,7 @@
 """Orchestrator Lambda (scheduled every minute): claims and invokes what may run now."""
 
 from aws_lambda_powertools import Logger
+
 from sosw.orchestrator import Orchestrator
 from sosw.runtime import task_manager
 

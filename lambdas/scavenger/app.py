@@ -3,6 +3,7 @@
 import os
 
 from aws_lambda_powertools import Logger
+
 from sosw.runtime import task_manager
 from sosw.scavenger import Scavenger
 

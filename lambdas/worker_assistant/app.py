@@ -1,6 +1,7 @@
 """WorkerAssistant Lambda: workers report start, completion and failure here (sosw's contract)."""
 
 from aws_lambda_powertools import Logger
+
 from sosw.runtime import task_manager
 from sosw.worker_assistant import WorkerAssistant
 

@@ -9,6 +9,7 @@ import threading
 from collections import Counter
 
 import pytest
+
 from sosw.clock import SystemClock
 from sosw.errors import InvokeError
 from sosw.managers.ecology import EcologyManager

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from sosw.errors import InvalidInputError, InvokeRejectedError, InvokeUncertainError
 from sosw.managers.task import InvokeResult
-
 from tests.conftest import scan_all
 
 

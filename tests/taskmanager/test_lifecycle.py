@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from sosw.errors import InvalidInputError, QueueCeilingError, TaskExistsError
 from sosw.managers.task import ReportOutcome, TaskManager
-
 from tests.conftest import scan_all
 
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from sosw.errors import InvalidInputError, TaskAlreadyInvokedError, TaskExistsError, UnknownLabourerError
 from sosw.labourer import Labourer
 from sosw.managers.task import TaskManager
-
 from tests.conftest import scan_all
 
 

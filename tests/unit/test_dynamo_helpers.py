@@ -5,6 +5,7 @@ from __future__ import annotations
 import boto3
 import pytest
 from botocore.stub import Stubber
+
 from sosw.dynamo import TransactionCancelled, backoff_delays, batch_write, transact_write
 from sosw.validation import item_size
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import boto3
 import pytest
 from moto import mock_aws
+
 from sosw.clock import ManualClock
 from sosw.errors import ConfigError
 from sosw.labourer import Labourer

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from sosw.config import build_config
 from sosw.errors import ConfigError
 from sosw.labourer import Labourer
