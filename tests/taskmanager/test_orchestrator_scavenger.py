@@ -1,0 +1,183 @@
+"""Orchestrator and Scavenger cores, in process, on both backends, with a loopback Lambda endpoint."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from sosw.errors import ConfigError, InvalidInputError
+from sosw.failure_destination import report_failure_record
+from sosw.labourer import Labourer
+from sosw.leases import LeaseStore
+from sosw.managers.task import ReportOutcome
+from sosw.orchestrator import Orchestrator
+from sosw.retry import retry_delay
+from sosw.scavenger import Scavenger
+from tests.conftest import scan_all
+
+
+@pytest.fixture
+def orchestrator_config(config):
+    return {**config, "orchestrator_lease_settle_seconds": 0}
+
+
+def test_orchestrator_fills_each_labourer_up_to_its_cap(make_manager, orchestrator_config, lambda_endpoint):
+    manager = make_manager(**orchestrator_config)
+    alpha, beta = manager.get_labourers()
+    manager.create_tasks(alpha, [{}] * 8)
+    manager.create_tasks(beta, [{}] * 8)
+    report = Orchestrator(manager).run()
+    assert {k: v.outcomes["invoked"] for k, v in report.labourers.items()} == {"alpha": 5, "beta": 2}
+    # A second run sees them running and invokes nothing more
+    report = Orchestrator(make_manager(**orchestrator_config)).run()
+    assert report.invoked == 0 and report.labourers["alpha"].running == 5
+    assert len(lambda_endpoint.invocations) == 7
+
+
+def test_rate_limit_holds_across_runs_in_one_minute(make_manager, orchestrator_config, lambda_endpoint, clock):
+    cfg = {
+        **orchestrator_config,
+        "labourers": {
+            "alpha": {"max_simultaneous_invocations": 50, "max_invocations_per_minute": 7, "max_duration": 5}
+        },
+    }
+    manager = make_manager(**cfg)
+    [alpha] = manager.get_labourers()
+    manager.create_tasks(alpha, [{}] * 30)
+    assert Orchestrator(manager).run().invoked == 7
+    clock.advance(30)
+    assert Orchestrator(make_manager(**cfg)).run().invoked == 0  # same minute
+    clock.advance(31)
+    assert Orchestrator(make_manager(**cfg)).run().invoked == 7  # next window
+
+
+def test_a_held_lease_makes_a_second_orchestrator_skip(make_manager, orchestrator_config, lambda_endpoint, clock):
+    manager = make_manager(**orchestrator_config)
+    leases = LeaseStore(manager.dynamo_db_client, manager.config["sosw_orchestrator_leases_table"])
+    assert leases.acquire("alpha", "other", clock.now(), 60) is not None
+    manager.create_tasks(manager.get_labourer("alpha"), [{}] * 3)
+    report = Orchestrator(manager).run()
+    assert report.labourers["alpha"].skipped_reason.startswith("another orchestrator")
+    assert report.labourers["alpha"].outcomes["invoked"] == 0
+    clock.advance(61)  # an abandoned lease expires
+    assert Orchestrator(make_manager(**orchestrator_config)).run().labourers["alpha"].outcomes["invoked"] == 3
+
+
+def test_one_failing_labourer_does_not_stop_the_others(make_manager, orchestrator_config, lambda_endpoint):
+    manager = make_manager(**orchestrator_config)
+    alpha, beta = manager.get_labourers()
+    manager.create_tasks(alpha, [{}] * 2)
+    manager.create_tasks(beta, [{}] * 2)
+    lambda_endpoint.respond = lambda call: (429, "TooManyRequestsException") if call.function == "alpha" else None
+    report = Orchestrator(manager).run()
+    assert report.labourers["alpha"].outcomes["released"] == 2
+    assert report.labourers["beta"].outcomes["invoked"] == 2
+    assert manager.get_length_of_queue_for_labourer(alpha) == 2  # released: back in the queue
+
+
+def test_orchestrator_stops_before_the_lambda_timeout(make_manager, orchestrator_config, lambda_endpoint):
+    manager = make_manager(**orchestrator_config)
+    manager.create_tasks(manager.get_labourer("alpha"), [{}] * 3)
+    report = Orchestrator(manager).run(remaining_seconds=lambda: 2.0)  # less than the 5 s safety margin
+    assert report.invoked == 0 and lambda_endpoint.invocations == []
+
+
+def test_bad_coefficients_name_the_key(make_manager, orchestrator_config):
+    with pytest.raises(ConfigError, match="invocation_number_coefficient"):
+        Orchestrator(make_manager(**orchestrator_config, invocation_number_coefficient={0: 2}))
+
+
+def test_scavenger_archives_retries_closes_dead_and_requeues(make_manager, config, clock):
+    manager = make_manager()
+    alpha, beta = manager.register_labourers()  # beta: max_attempts 2
+    done, failing, silent = (manager.create_task(alpha, payload={"i": i}) for i in range(3))
+    last = manager.create_task(beta, payload={})
+    for task in (done, failing, silent):
+        manager.mark_task_invoked(alpha, task)
+    manager.mark_task_invoked(beta, last)
+    manager.mark_task_invoked(beta, last, check_running=False)  # its second and last attempt
+    manager.mark_task_completed(done["task_id"], attempt=1)
+    manager.mark_task_failed(failing["task_id"], attempt=1, error_type="IOError")
+    manager.mark_task_failed(last["task_id"], attempt=2, error_type="IOError", error_message="disk")
+
+    report = Scavenger(make_manager()).run()
+    assert dict(report.labourers["alpha"]) == {"archived": 1, "retried": 1}
+    assert dict(report.labourers["beta"]) == {"dead": 1}
+    tables = scan_all(config)
+    assert {t["task_id"] for t in tables["retry"]} == {failing["task_id"]}
+    dead = next(t for t in tables["closed"] if t["task_id"] == last["task_id"])
+    assert dead["labourer_id_task_status"] == "beta_0" and dead["last_error"]["message"] == "disk"
+    # linear policy: max_duration (60) x attempts (1)
+    assert tables["retry"][0]["desired_launch_time"] == int(clock.now()) + 60
+
+    clock.advance(91)  # the silent task expires; the failed one is due
+    report = Scavenger(make_manager()).run()
+    assert report.labourers["alpha"]["retried"] == 1 and report.labourers["alpha"]["requeued"] == 1
+    assert [t["task_id"] for t in scan_all(config)["tasks"]] == [failing["task_id"]]
+
+
+def test_never_retry_errors_go_straight_to_dead(make_manager, config):
+    cfg = {**config, "labourers": {"alpha": {"never_retry_errors": ["ValidationError"], "max_duration": 5}}}
+    manager = make_manager(**cfg)
+    [alpha] = manager.register_labourers()
+    task = manager.mark_task_invoked(alpha, manager.create_task(alpha, payload={}))
+    manager.mark_task_failed(task["task_id"], attempt=1, error_type="ValidationError")
+    assert Scavenger(make_manager(**cfg)).run().labourers["alpha"]["dead"] == 1
+
+
+def test_a_task_completed_just_as_it_expires_is_not_retried(make_manager, config, clock):
+    # Given a task that expired, read by the Scavenger...
+    manager = make_manager()
+    alpha = manager.register_labourers()[0]
+    task = manager.mark_task_invoked(alpha, manager.create_task(alpha, payload={}))
+    clock.advance(91)
+    late = make_manager()
+    expired = late.get_expired_tasks_for_labourer(late.open_run_window()[0])
+    # ...when the worker's completion lands before the Scavenger moves it
+    assert manager.mark_task_completed(task["task_id"], attempt=1)
+    # Then the move is a no-op, and the next run archives it as completed
+    assert late.move_task_to_retry_table(expired[0], 10) is False
+    assert Scavenger(make_manager()).run().labourers["alpha"]["archived"] == 1
+    assert scan_all(config)["closed"][0]["labourer_id_task_status"] == "alpha_1"
+
+
+def test_exponential_delays_stay_within_their_bounds():
+    labourer = Labourer(id="x", retry_policy="exponential", retry_base=10, retry_cap=100)
+    rng = random.Random(7)
+    for attempts, bound in [(1, 10), (2, 20), (3, 40), (4, 80), (5, 100), (9, 100)]:
+        delays = [retry_delay(labourer, attempts, rng) for _ in range(200)]
+        assert all(0 <= d <= bound for d in delays) and max(delays) > bound / 2
+
+
+def test_linear_delay_is_max_duration_times_attempts():
+    labourer = Labourer(id="x", duration=30)
+    assert retry_delay(labourer, 3) == 90
+    labourer.set_custom_attribute("max_duration", 50)
+    assert retry_delay(labourer, 2) == 100
+
+
+def test_failure_destination_record_marks_the_attempt_failed(manager):
+    alpha = manager.register_labourers()[0]
+    task = manager.mark_task_invoked(alpha, manager.create_task(alpha, payload={}))
+    record = {
+        "requestContext": {"condition": "RetriesExhausted"},
+        "requestPayload": {"task_id": task["task_id"], "attempts": 1},
+        "responsePayload": {"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out"},
+    }
+    assert report_failure_record(manager, record).outcome is ReportOutcome.ACCEPTED
+    assert manager.get_task_by_id(task["task_id"])["last_error"]["type"] == "Sandbox.Timedout"
+    assert report_failure_record(manager, record).outcome is ReportOutcome.DUPLICATE
+    with pytest.raises(InvalidInputError, match="requestPayload"):
+        report_failure_record(manager, {"requestPayload": {}})
+
+
+def test_duplicate_delivery_guard(manager):
+    alpha = manager.register_labourers()[0]
+    task = manager.mark_task_invoked(alpha, manager.create_task(alpha, payload={}))
+    assert manager.mark_task_started(task["task_id"], 1).outcome is ReportOutcome.ACCEPTED
+    assert manager.mark_task_started(task["task_id"], 1).outcome is ReportOutcome.DUPLICATE
+    assert manager.mark_task_started(task["task_id"], 2).outcome is ReportOutcome.STALE
+    # the next attempt may start again
+    again = manager.mark_task_invoked(alpha, task, check_running=False)
+    assert manager.mark_task_started(task["task_id"], again["attempts"]).outcome is ReportOutcome.ACCEPTED
