@@ -285,3 +285,22 @@ def test_late_and_sosw_style_reports_through_the_worker_assistant(stack_factory)
     # Bad input is a clear error, not a write
     response = lam.invoke(FunctionName=ASSISTANT, Payload=b'{"action": "explode", "task_id": "x"}')
     assert response.get("FunctionError") and "action" in response["Payload"].read().decode()
+
+
+def test_duplicate_delivery_runs_the_work_once_and_stale_attempts_not_at_all(stack_factory):
+    stack = stack_factory([WorkerSpec("once", fast(max_simultaneous_invocations=2), concurrency=2)])
+    tm = stack.task_manager()
+    [once] = tm.register_labourers()
+    claimed = tm.mark_task_invoked(once, tm.create_task(once, payload={"echo": "x"}))
+    event = tm.worker_event(claimed)
+    lam = boto3.client("lambda")
+
+    def deliver(e):
+        return json.loads(lam.invoke(FunctionName="once", Payload=json.dumps(e).encode())["Payload"].read())
+
+    assert deliver(event)["status"] == "completed"
+    assert deliver(event)["status"] == "skipped"  # Lambda's at-least-once: the same attempt again
+    assert deliver({**event, "attempts": 7})["status"] == "skipped"  # an attempt that is not current
+    stack.lambda_.wait_idle(10)
+    stored = tm.get_task_by_id(claimed["task_id"])
+    assert stored["result"] == {"echo": "x", "attempt": 1} and "completed_at" in stored
