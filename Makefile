@@ -26,6 +26,10 @@ test: venv dynamodb-local
 	$(VENV)/bin/ruff check .
 	SOSW_SCALE=$(SCALE) $(PY) -m pytest
 
+## demo: the whole stack on this machine (DynamoDB Local, moto's server, the local Lambda endpoint)
+demo: venv dynamodb-local
+	$(VENV)/bin/sosw demo --tasks $(or $(TASKS),300)
+
 ## unit: the fast tests only (moto), no Java needed
 unit: venv
 	$(PY) -m pytest -m "not integration"

@@ -767,6 +767,171 @@ class TaskManager:
         ]
         return sum(durations) / len(durations) if durations else None
 
+    # ------------------------------------------------------------------ operating (the CLI)
+
+    def find_task(self, task_id: str) -> tuple[str, dict[str, Any]]:
+        """Where the task is now: ``("open" | "waiting" | "closed" | "unknown", task)``."""
+        task = self.get_task_by_id(task_id)
+        if task:
+            return "open", task
+        closed = self.get_closed_task_by_id(task_id)
+        if closed:
+            return "closed", closed
+        _ = self.get_db_field_name
+        for labourer in self.get_labourers():
+            response = self.dynamo_db_client.get_item(
+                TableName=self.retry_table,
+                Key=serialize_item({_("labourer_id"): labourer.id, _("task_id"): task_id}),
+                ConsistentRead=True,
+            )
+            if "Item" in response:
+                return "waiting", deserialize_item(response["Item"])
+        return "unknown", {}
+
+    def get_labourer_counts(self, labourer: Labourer, max_pages: int | None = None) -> dict[str, Any]:
+        """Counts of the labourer's tasks by state, each read with a bounded number of pages.
+
+        ``complete`` is False when a count stopped at the page budget (it is then a lower bound).
+        """
+        _ = self.get_db_field_name
+        pages = max_pages or self.config["queue_count_max_pages"]
+        start, invoked, expired = self._windows(labourer)
+        complete = True
+
+        def tally(result: tuple[int, bool]) -> int:
+            nonlocal complete
+            complete = complete and result[1]
+            return result[0]
+
+        counts: dict[str, Any] = {
+            "queued": self.get_length_of_queue_for_labourer(labourer),
+            "running": tally(
+                self._greenfield_count(labourer, lambda g: g.between(expired + 1, invoked), self._open(), pages)
+            ),
+            "expired": tally(
+                self._greenfield_count(labourer, lambda g: g.between(start, expired), self._open(), pages)
+            ),
+            "completed": tally(
+                self._greenfield_count(labourer, lambda g: g.gte(start), Attr(_("completed_at")).exists(), pages)
+            ),
+            "failed": tally(
+                self._greenfield_count(
+                    labourer,
+                    lambda g: g.gte(start),
+                    Attr(_("failed_at")).exists() & Attr(_("completed_at")).not_exists(),
+                    pages,
+                )
+            ),
+            "waiting": tally(
+                count(
+                    self.dynamo_db_client,
+                    table=self.retry_table,
+                    key_condition=Key(_("labourer_id")).eq(labourer.id),
+                    max_pages=pages,
+                )
+            ),
+        }
+        index = self.config["sosw_closed_tasks_labourer_status_index"]
+        for name, suffix in (("closed_completed", 1), ("dead", 0)):
+            counts[name] = tally(
+                count(
+                    self.dynamo_db_client,
+                    table=self.closed_table,
+                    index=index,
+                    key_condition=Key(_("labourer_id_task_status")).eq(f"{labourer.id}_{suffix}"),
+                    max_pages=pages,
+                )
+            )
+        head = self._greenfield_query(labourer, lambda g: g.lt(start), limit=1)
+        created = head[0].get(_("created_at")) if head else None
+        counts["oldest_queued_age"] = (
+            max(0.0, self.clock.now() - created) if isinstance(created, (int, float)) else None
+        )
+        counts["complete"] = complete
+        return counts
+
+    def cancel_task(self, task_id: str) -> bool:
+        """Close a queued task as dead with the error ``Cancelled``; False if it is not queued any more."""
+        status, task = self.find_task(task_id)
+        if status != "open" or task.get(self.get_db_field_name("greenfield"), 0) >= self._ceiling():
+            return False
+        return self.archive_task(
+            {**task, "last_error": {"type": "Cancelled", "message": "cancelled by an operator"}}, completed=False
+        )
+
+    def prioritise_task(self, task_id: str) -> bool:
+        """Move a queued task to the head of its queue; False if it is not queued any more."""
+        _ = self.get_db_field_name
+        status, task = self.find_task(task_id)
+        if status != "open" or task.get(_("greenfield"), 0) >= self._ceiling():
+            return False
+        labourer = self.get_labourer(task[_("labourer_id")])
+        head = self.get_oldest_greenfield_for_labourer(labourer) - 1
+        ex = Expressions()
+        try:
+            self.dynamo_db_client.update_item(
+                TableName=self.tasks_table,
+                Key=serialize_item({_("task_id"): task_id}),
+                UpdateExpression=f"SET {ex.name(_('greenfield'))} = {ex.value(head)}",
+                ConditionExpression=ex.condition(self._version(task)),
+                **ex.params(),
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def get_dead_tasks(
+        self,
+        labourer: Labourer,
+        *,
+        error_type: str | None = None,
+        closed_after: float | None = None,
+        closed_before: float | None = None,
+        limit: int | None = None,
+    ) -> list[dict[str, Any]]:
+        """Dead tasks of a labourer, newest first, filtered by last error type and closing time."""
+        _ = self.get_db_field_name
+        key = Key(_("labourer_id_task_status")).eq(f"{labourer.id}_0")
+        if closed_after is not None and closed_before is not None:
+            key = key & Key(_("closed_at")).between(closed_after, closed_before)
+        elif closed_after is not None:
+            key = key & Key(_("closed_at")).gte(closed_after)
+        elif closed_before is not None:
+            key = key & Key(_("closed_at")).lte(closed_before)
+        tasks = query(
+            self.dynamo_db_client,
+            table=self.closed_table,
+            index=self.config["sosw_closed_tasks_labourer_status_index"],
+            key_condition=key,
+            ascending=False,
+            filter_condition=Attr("last_error.type").eq(error_type) if error_type else None,
+        )
+        result = []
+        for task in tasks:
+            result.append(task)
+            if limit is not None and len(result) >= limit:
+                break
+        return result
+
+    def redrive_task(self, task: dict[str, Any]) -> bool:
+        """Send a dead task back to the end of its queue with its attempts reset, in one transaction."""
+        _ = self.get_db_field_name
+        labourer = self.get_labourer(task[_("labourer_id")])
+        if task.get(_("labourer_id_task_status")) != f"{labourer.id}_0":
+            raise InvalidInputError("task", f"task {task.get(_('task_id'))!r} is not dead")
+        dropped = {_(f) for f in (*_ATTEMPT_FIELDS, "closed_at", "labourer_id_task_status", "result", "stats")}
+        dropped.add(TTL_ATTRIBUTE)
+        row = {k: v for k, v in task.items() if k not in dropped}
+        row[_("attempts")] = 0
+        row[_("greenfield")] = self._next_greenfields(labourer, 1)[0]
+        source = Attr(_("task_id")).exists() & Attr(_("closed_at")).eq(task[_("closed_at")])
+        moved = self._move(task, source, self.closed_table, {_("task_id"): task[_("task_id")]}, self.tasks_table, row)
+        if moved:
+            logger.info("Task redriven", extra={"task_id": task[_("task_id")], "labourer_id": labourer.id})
+        return moved
+
     # ------------------------------------------------------------------ claiming and invoking
 
     def _check_task_for(self, labourer: Labourer, task: Any) -> dict[str, Any]:

@@ -1,0 +1,199 @@
+"""The demo: the whole stack on this machine, a few hundred tasks, a live view, a checked summary.
+
+Two labourers run the example worker: ``reliable`` (every task completes on its first attempt) and
+``flaky`` (slow; some tasks fail their first attempt, some always fail, some pass the timeout). The
+schedules run ``speed`` times faster than the stack's rates (``--speed 60``: a minute per second);
+durations and cooldowns are short instead of a fake clock. The exit code is 0 only when every task
+ended closed exactly as its payload says it should.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from rich.console import Console
+from rich.live import Live
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from sosw.local.stack import LocalStack, WorkerSpec
+
+RELIABLE = WorkerSpec(
+    "reliable",
+    {"max_simultaneous_invocations": 10, "duration": 5, "cooldown": 3, "max_duration": 5},
+    timeout=5,
+    concurrency=10,
+)
+FLAKY = WorkerSpec(
+    "flaky",
+    {
+        "max_simultaneous_invocations": 8,
+        "duration": 5,
+        "cooldown": 3,
+        "max_attempts": 3,
+        "retry_policy": "exponential",
+        "retry_base": 1,
+        "retry_cap": 3,
+        "never_retry_errors": [],
+    },
+    timeout=3,
+    concurrency=8,
+)
+
+
+@dataclass
+class Expectation:
+    """What the demo's payloads promise: how each task must end."""
+
+    completed: set[str] = field(default_factory=set)
+    dead: set[str] = field(default_factory=set)
+    attempts: dict[str, int] = field(default_factory=dict)
+
+
+def flaky_payloads(n: int) -> list[tuple[dict[str, Any], str, int]]:
+    """(payload, expected end, expected attempts): 20% fail once, 5% always fail, 4% time out."""
+    result = []
+    for i in range(n):
+        if i % 20 == 0:
+            result.append(({"always_fail": True, "sleep": 0.1}, "dead", 3))
+        elif i % 25 == 1:
+            result.append(({"sleep": 6}, "dead", 3))  # passes the 3 s timeout every time
+        elif i % 5 == 2:
+            result.append(({"fail_attempts": 1, "sleep": 0.2}, "completed", 2))
+        else:
+            result.append(({"sleep": 0.3}, "completed", 1))
+    return result
+
+
+def run_demo(
+    tasks: int = 300,
+    *,
+    speed: float = 60,
+    schedule_seconds: float = 60,
+    timeout: float = 120,
+    dynamodb_endpoint: str | None = None,
+    console: Console | None = None,
+) -> int:
+    """Run the demo; returns the process exit code (0: every task ended as expected)."""
+    console = console or Console()
+    tick = schedule_seconds / speed
+    n_reliable = tasks * 2 // 3
+    n_flaky = tasks - n_reliable
+    console.print(f"[bold]sosw demo[/]: {tasks} tasks, schedules every {tick:.2f} s (speed {speed:g}x)")
+    started = time.monotonic()
+    with LocalStack([RELIABLE, FLAKY], dynamodb_endpoint=dynamodb_endpoint) as stack:
+        console.print(f"local stack up in {time.monotonic() - started:.1f} s (logs: {stack.log_dir})")
+        tm = stack.task_manager()
+        expect = Expectation()
+        reliable_ids = tm.create_tasks(
+            tm.get_labourer("reliable"), [{"echo": i, "sleep": 0.2} for i in range(n_reliable)]
+        )
+        expect.completed.update(reliable_ids)
+        expect.attempts.update(dict.fromkeys(reliable_ids, 1))
+        plan = flaky_payloads(n_flaky)
+        flaky_ids = tm.create_tasks(tm.get_labourer("flaky"), [p for p, _, _ in plan])
+        for task_id, (_payload, end, attempts) in zip(flaky_ids, plan, strict=True):
+            (expect.completed if end == "completed" else expect.dead).add(task_id)
+            expect.attempts[task_id] = attempts
+        totals = {"reliable": n_reliable, "flaky": n_flaky}
+        counts, letters = _drive(stack, tm, totals, tick, timeout, console)
+        closed = _closed_tasks(stack)
+        elapsed = time.monotonic() - started
+    return _summary(console, counts, closed, expect, elapsed, letters)
+
+
+def _drive(stack: LocalStack, tm: Any, totals: dict[str, int], tick: float, timeout: float, console: Console):
+    progress = Progress(
+        TextColumn("{task.description:<9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    bars = {name: progress.add_task(name, total=total, detail="") for name, total in totals.items()}
+    deadline = time.monotonic() + timeout
+    counts: dict[str, dict[str, Any]] = {}
+    letters: list[dict[str, Any]] = []
+    with Live(progress, console=console, refresh_per_second=8, transient=False):
+        while time.monotonic() < deadline:
+            tick_started = time.monotonic()
+            stack.run_orchestrator()
+            stack.run_scavenger()
+            letters.extend(stack.dead_letters())
+            for labourer in tm.open_run_window():
+                c = tm.get_labourer_counts(labourer)
+                counts[labourer.id] = c
+                closed = c["closed_completed"] + c["dead"]
+                detail = (
+                    f"queued {c['queued']:>3}  running {c['running']:>2}  waiting {c['waiting']:>2}  "
+                    f"completed {c['closed_completed']:>3}  dead {c['dead']:>2}"
+                )
+                progress.update(bars[labourer.id], completed=closed, detail=detail)
+            if all(counts[n]["closed_completed"] + counts[n]["dead"] >= t for n, t in totals.items()):
+                break
+            time.sleep(max(0.0, tick - (time.monotonic() - tick_started)))
+    stack.lambda_.wait_idle(10)
+    letters.extend(stack.dead_letters())
+    return counts, letters
+
+
+def _closed_tasks(stack: LocalStack) -> list[dict[str, Any]]:
+    from sosw import aws
+    from sosw.dynamo import deserialize_item
+
+    client = aws.dynamodb_client()
+    items: list[dict[str, Any]] = []
+    table = stack.config["sosw_closed_tasks_table"]
+    for page in client.get_paginator("scan").paginate(TableName=table, ConsistentRead=True):
+        items.extend(deserialize_item(i) for i in page["Items"])
+    return items
+
+
+def _summary(console: Console, counts, closed, expect: Expectation, elapsed: float, dead_letters) -> int:
+    table = Table(title=f"sosw demo: {len(expect.attempts)} tasks in {elapsed:.1f} s")
+    for column in ("labourer", "completed", "dead", "attempts", "still open", "notifications"):
+        table.add_column(column, justify="right")
+    notes = Counter(m["labourer_id"] for m in dead_letters)
+    for labourer_id, c in counts.items():
+        rows = [t for t in closed if t["labourer_id"] == labourer_id]
+        open_left = c["queued"] + c["running"] + c["expired"] + c["waiting"] + c["completed"] + c["failed"]
+        table.add_row(
+            labourer_id,
+            str(c["closed_completed"]),
+            str(c["dead"]),
+            str(sum(t["attempts"] for t in rows)),
+            str(open_left),
+            str(notes[labourer_id]),
+        )
+    console.print(table)
+    problems = []
+    by_id = Counter(t["task_id"] for t in closed)
+    if set(by_id) != set(expect.attempts):
+        problems.append(f"{len(set(expect.attempts) - set(by_id))} task(s) not closed")
+    if by_id and max(by_id.values()) > 1:
+        problems.append("a task was closed twice")
+    for task in closed:
+        task_id = task["task_id"]
+        want_dead = task_id in expect.dead
+        if task["labourer_id_task_status"].endswith("_0") != want_dead:
+            problems.append(f"{task_id} ended {'completed' if not want_dead else 'dead'} unexpectedly")
+        elif task["attempts"] != expect.attempts.get(task_id):
+            problems.append(
+                f"{task_id} ({task['labourer_id']}): {task['attempts']} attempts, expected "
+                f"{expect.attempts.get(task_id)}; last error {task.get('last_error')}"
+            )
+    if sorted(m["task_id"] for m in dead_letters) != sorted(expect.dead):
+        problems.append(f"{len(dead_letters)} dead-task notifications for {len(expect.dead)} dead tasks")
+    if problems:
+        for problem in problems[:10]:
+            console.print(f"[red]FAIL[/] {problem}")
+        return 1
+    console.print(
+        f"[green]OK[/]: every task closed exactly once as expected "
+        f"({len(expect.completed)} completed, {len(expect.dead)} dead, one notification each)"
+    )
+    return 0
