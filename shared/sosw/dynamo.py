@@ -51,7 +51,7 @@ def to_dynamo_value(value: Any) -> Any:
 
 def json_to_dynamo(value: Any) -> Any:
     """A JSON-compatible value (result, stats) in the types DynamoDB stores; raises TypeError if not JSON."""
-    return json.loads(json.dumps(value), parse_float=Decimal)
+    return json.loads(json.dumps(value, allow_nan=False), parse_float=Decimal)
 
 
 def serialize_item(item: Mapping[str, Any]) -> dict[str, Any]:
@@ -225,7 +225,7 @@ def transact_write(
                 raise
             reasons = [_reason(r) for r in exc.response.get("CancellationReasons", [])]
             codes = {r.get("Code") for r in reasons} - {None, "None"}
-            if codes == {"TransactionConflict"}:
+            if "TransactionConflict" in codes:
                 delay = next(delays, None)
                 if delay is not None:
                     sleep(delay)

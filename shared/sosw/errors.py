@@ -83,3 +83,18 @@ class InvokeRejectedError(InvokeError):
 
 class InvokeUncertainError(InvokeError):
     """The Invoke timed out or failed with a 5xx: it may have been delivered. The task stays invoked."""
+
+
+class BulkCreateError(SoswError, RuntimeError):
+    """A bulk creation stopped part-way: ``written`` ids are stored; ``unsure`` ones may or may not be.
+
+    Create the ``unsure`` ones again with ``ensure_tasks`` and the same ids: that is idempotent.
+    """
+
+    def __init__(self, written: list[str], unsure: list[str]) -> None:
+        super().__init__(
+            f"bulk creation stopped: {len(written)} task(s) written, {len(unsure)} unsure; "
+            "create the unsure ones again with ensure_tasks() and their ids"
+        )
+        self.written = written
+        self.unsure = unsure

@@ -42,7 +42,9 @@ def payload_to_json(payload: Any, field: str = "payload") -> str:
         raise InvalidInputError(field, f"must be JSON-serialisable: {exc}") from exc
 
 
-def check_task_size(task: Mapping[str, Any], config: Mapping[str, Any], field: str = "payload") -> None:
+def check_task_size(
+    task: Mapping[str, Any], config: Mapping[str, Any], field: str = "payload", *, payload_field: str = "payload"
+) -> None:
     """Refuse a task that would leave too little room for its result and stats, or couldn't be invoked."""
     limit = config["max_task_item_bytes"] - config["task_item_headroom_bytes"]
     size = item_size(task)
@@ -55,7 +57,7 @@ def check_task_size(task: Mapping[str, Any], config: Mapping[str, Any], field: s
             limit=limit,
         )
     invoke_limit = config["max_invoke_payload_bytes"]
-    payload = task.get("payload", "")
+    payload = task.get(payload_field, "")
     if isinstance(payload, str) and len(payload.encode()) > invoke_limit:
         raise InvalidInputError(
             field, f"{len(payload.encode())} bytes is over Lambda's asynchronous Invoke limit", limit=invoke_limit

@@ -126,8 +126,75 @@ def test_stale_archive_of_a_task_invoked_again_is_a_no_op(manager, config):
 
 def test_archive_refuses_a_completed_flag_that_does_not_match(manager, config):
     _alpha, task = invoked_task(manager)
-    assert manager.archive_task(task, completed=True) is False  # not completed: stays open
+    with pytest.raises(InvalidInputError, match="completed_at"):
+        manager.archive_task(task, completed=True)  # a copy with no completion can't be archived as completed
+    assert manager.archive_task({**task, "completed_at": 5}, completed=True) is False  # not completed in the table
     assert scan_all(config)["closed"] == []
+
+
+def test_archive_with_a_copy_read_before_the_completion_keeps_nothing_stale(manager, config):
+    # Given a completion with a result, and a copy of an older completion record
+    _alpha, task = invoked_task(manager)
+    manager.mark_task_completed(task["task_id"], attempt=1, result={"rows": 3})
+    stale = {**manager.get_task_by_id(task["task_id"]), "completed_at": 1}
+    # When the stale copy is archived, nothing moves; the fresh one keeps its result
+    assert manager.archive_task(stale, completed=True) is False
+    assert manager.archive_task(manager.get_task_by_id(task["task_id"])) is True
+    assert scan_all(config)["closed"][0]["result"] == {"rows": 3}
+
+
+def test_results_of_an_earlier_attempt_do_not_leak_into_the_next(manager):
+    alpha, task = invoked_task(manager)
+    manager.mark_task_failed(task["task_id"], attempt=1, error_type="E", result={"partial": True})
+    again = manager.mark_task_invoked(alpha, manager.get_task_by_id(task["task_id"]), check_running=False)
+    assert "result" not in again and "last_error" not in again and "failed_at" not in again
+    manager.mark_task_completed(task["task_id"], attempt=2)
+    assert "result" not in manager.get_task_by_id(task["task_id"])
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda m, t: m.archive_task({"task_id": t["task_id"]}), "labourer_id"),
+        (lambda m, t: m.move_task_to_retry_table({k: v for k, v in t.items() if k != "greenfield"}, 5), "greenfield"),
+        (
+            lambda m, t: m.retry_task({"task_id": t["task_id"], "labourer_id": "alpha"}, "alpha", 1),
+            "desired_launch_time",
+        ),
+        (lambda m, t: m.archive_task("not a task"), "task"),
+    ],
+)
+def test_moves_with_incomplete_task_dicts_name_the_field(manager, config, call, field):
+    _alpha, task = invoked_task(manager)
+    with pytest.raises(InvalidInputError, match=field):
+        call(manager, task)
+    assert scan_all(config)["closed"] == [] and scan_all(config)["retry"] == []
+
+
+@pytest.mark.parametrize("result", [{"x": float("nan")}, {"x": 10**40}, {"x": float("inf")}])
+def test_unstorable_numbers_in_a_result_are_refused(manager, result):
+    _alpha, task = invoked_task(manager)
+    with pytest.raises(InvalidInputError, match="result"):
+        manager.mark_task_completed(task["task_id"], attempt=1, result=result)
+    assert "completed_at" not in manager.get_task_by_id(task["task_id"])
+
+
+def test_an_id_waiting_for_retry_under_another_labourer_is_taken(manager, config):
+    alpha, beta = manager.register_labourers()
+    waiting = manager.ensure_task(beta, "same", {}).task
+    manager.move_task_to_retry_table(manager.mark_task_invoked(beta, waiting), 60)
+    assert manager.ensure_task(alpha, "same", {}).created is False
+    with pytest.raises(TaskExistsError):
+        manager.create_task(alpha, strict=False, task_id="same")
+    assert scan_all(config)["tasks"] == []
+
+
+def test_reads_for_an_unknown_labourer_are_refused(manager):
+    from sosw.errors import UnknownLabourerError
+    from sosw.labourer import Labourer
+
+    with pytest.raises(UnknownLabourerError, match="zzz"):
+        manager.get_next_for_labourer(Labourer(id="zzz"))
 
 
 def test_closed_tasks_get_a_ttl_when_configured(make_manager, config, clock):
