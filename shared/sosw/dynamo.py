@@ -110,6 +110,23 @@ class Expressions:
         return params
 
 
+def _query_request(
+    table: str,
+    key_condition: ConditionBase,
+    index: str | None,
+    filter_condition: ConditionBase | None,
+    **extra: Any,
+) -> dict[str, Any]:
+    ex = Expressions()
+    kwargs: dict[str, Any] = {"TableName": table, "KeyConditionExpression": ex.key_condition(key_condition), **extra}
+    if index:
+        kwargs["IndexName"] = index
+    if filter_condition is not None:
+        kwargs["FilterExpression"] = ex.condition(filter_condition)
+    kwargs.update(ex.params())
+    return kwargs
+
+
 def query(
     client: DynamoDBClient,
     *,
@@ -122,21 +139,11 @@ def query(
     consistent: bool = False,
 ) -> Iterator[dict[str, Any]]:
     """Yield the items of a Query, page after page, stopping after ``limit`` items."""
-    ex = Expressions()
-    kwargs: dict[str, Any] = {
-        "TableName": table,
-        "KeyConditionExpression": ex.key_condition(key_condition),
-        "ScanIndexForward": ascending,
-    }
+    kwargs = _query_request(table, key_condition, index, filter_condition, ScanIndexForward=ascending)
     if consistent:
         kwargs["ConsistentRead"] = True
-    if index:
-        kwargs["IndexName"] = index
-    if filter_condition is not None:
-        kwargs["FilterExpression"] = ex.condition(filter_condition)
     if limit is not None and filter_condition is None:
         kwargs["Limit"] = limit  # with a filter, Limit counts items read, not returned
-    kwargs.update(ex.params())
     produced = 0
     for page in client.get_paginator("query").paginate(**kwargs):
         for raw in page.get("Items", []):
@@ -159,17 +166,7 @@ def count(
 
     ``complete`` is False when ``max_pages`` stopped the count early: the count is then a lower bound.
     """
-    ex = Expressions()
-    kwargs: dict[str, Any] = {
-        "TableName": table,
-        "KeyConditionExpression": ex.key_condition(key_condition),
-        "Select": "COUNT",
-    }
-    if index:
-        kwargs["IndexName"] = index
-    if filter_condition is not None:
-        kwargs["FilterExpression"] = ex.condition(filter_condition)
-    kwargs.update(ex.params())
+    kwargs = _query_request(table, key_condition, index, filter_condition, Select="COUNT")
     total = 0
     for number, page in enumerate(client.get_paginator("query").paginate(**kwargs), start=1):
         total += page["Count"]

@@ -585,25 +585,20 @@ class TaskManager:
 
     # ------------------------------------------------------------------ reading
 
+    def _get_item(self, table: str, key: Mapping[str, Any]) -> dict[str, Any]:
+        """A strongly consistent read of one item; ``{}`` if there is none."""
+        response = self.dynamo_db_client.get_item(TableName=table, Key=serialize_item(key), ConsistentRead=True)
+        return deserialize_item(response["Item"]) if "Item" in response else {}
+
     def get_task_by_id(self, task_id: str) -> dict[str, Any]:
         """Fetches the full data of the open Task (strongly consistent); ``{}`` if it is not open."""
         check_task_id(task_id)
-        response = self.dynamo_db_client.get_item(
-            TableName=self.tasks_table,
-            Key=serialize_item({self.get_db_field_name("task_id"): task_id}),
-            ConsistentRead=True,
-        )
-        return deserialize_item(response["Item"]) if "Item" in response else {}
+        return self._get_item(self.tasks_table, {self.get_db_field_name("task_id"): task_id})
 
     def get_closed_task_by_id(self, task_id: str) -> dict[str, Any]:
         """The task from the closed table; ``{}`` if it is not closed."""
         check_task_id(task_id)
-        response = self.dynamo_db_client.get_item(
-            TableName=self.closed_table,
-            Key=serialize_item({self.get_db_field_name("task_id"): task_id}),
-            ConsistentRead=True,
-        )
-        return deserialize_item(response["Item"]) if "Item" in response else {}
+        return self._get_item(self.closed_table, {self.get_db_field_name("task_id"): task_id})
 
     def is_valid_task(self, task: dict[str, Any]) -> bool:
         """Simple validation for required fields (present, and of the right type)."""
@@ -809,13 +804,9 @@ class TaskManager:
             return "closed", closed
         _ = self.get_db_field_name
         for labourer in self.get_labourers():
-            response = self.dynamo_db_client.get_item(
-                TableName=self.retry_table,
-                Key=serialize_item({_("labourer_id"): labourer.id, _("task_id"): task_id}),
-                ConsistentRead=True,
-            )
-            if "Item" in response:
-                return "waiting", deserialize_item(response["Item"])
+            waiting = self._get_item(self.retry_table, {_("labourer_id"): labourer.id, _("task_id"): task_id})
+            if waiting:
+                return "waiting", waiting
         return "unknown", {}
 
     def get_labourer_counts(self, labourer: Labourer, max_pages: int | None = None) -> dict[str, Any]:
