@@ -34,6 +34,11 @@ demo: venv dynamodb-local
 unit: venv
 	$(PY) -m pytest -m "not integration"
 
+## synth: the CloudFormation template into cdk.out, checked by cdk-nag (no Docker, no AWS account;
+## PyPI only when the layer's sources or requirements changed)
+synth: venv
+	$(PY) app.py
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
