@@ -261,11 +261,10 @@ def _redrive(tm: Any, args: argparse.Namespace) -> int:
 
 
 def _local(args: argparse.Namespace) -> int:
-    from sosw.local.demo import FLAKY, RELIABLE
-    from sosw.local.stack import LocalStack
+    from sosw.local.demo import demo_stack
 
-    tick = 60.0 / args.speed
-    with LocalStack([RELIABLE, FLAKY]) as stack:
+    with demo_stack() as stack:
+        tick = stack.spec.schedules.get(stack.orchestrator, 60) / args.speed
         env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
         STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
         STATE_FILE.write_text(json.dumps({"config": stack.config, "env": env}, indent=2))

@@ -114,3 +114,33 @@ def test_cli_without_a_stack_says_so(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     code, _, err = run(capsys, "status")
     assert code == 1 and "no local stack" in err
+
+
+def test_local_stack_is_the_synthesized_stack(tmp_path):
+    """Tables, functions, destinations and schedules of the demo come from the template the CDK app writes."""
+    from sosw.local.demo import DEMO_CONTEXT
+    from sosw.local.template import load, synthesize
+    from sosw.schema import table_schemas
+
+    spec = load(synthesize(tmp_path / "cdk.out", DEMO_CONTEXT))
+    # the local tables are the template's, and they match the one schema definition
+    expected = {
+        s.create_table_kwargs()["TableName"]: s.create_table_kwargs() for s in table_schemas(spec.config).values()
+    }
+    for table in spec.tables:
+        want = expected[table["TableName"]]
+        assert table["KeySchema"] == want["KeySchema"]
+        assert sorted(map(str, table["AttributeDefinitions"])) == sorted(map(str, want["AttributeDefinitions"]))
+        for kind in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+            assert [(i["IndexName"], i["KeySchema"]) for i in table.get(kind, [])] == [
+                (i["IndexName"], i["KeySchema"]) for i in want.get(kind, [])
+            ]
+    assert len(spec.tables) == len(expected)
+    workers = {f.name: f for f in spec.functions if f.role == "worker"}
+    assert set(workers) == {"demo_reliable", "demo_flaky"}
+    assert all(f.on_failure == spec.function("failure_handler").name for f in workers.values())
+    assert workers["demo_flaky"].timeout == DEMO_CONTEXT["workers"]["flaky"]["timeout"]
+    assert spec.schedules == {spec.function("orchestrator").name: 60, spec.function("scavenger").name: 60}
+    assert (tmp_path / "cdk.out").exists() and all(
+        (tmp_path / "cdk.out" / f.code_dir.rsplit("/", 1)[-1] / "app.py").is_file() for f in spec.functions
+    )

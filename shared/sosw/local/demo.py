@@ -9,9 +9,11 @@ ended closed exactly as its payload says it should.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -19,29 +21,35 @@ from rich.live import Live
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from sosw.local.stack import LocalStack, WorkerSpec
+from sosw.local.stack import LocalStack
+from sosw.local.template import synthesize
 
-RELIABLE = WorkerSpec(
-    "reliable",
-    {"max_simultaneous_invocations": 10, "duration": 5, "cooldown": 3, "max_duration": 5},
-    timeout=5,
-    concurrency=10,
-)
-FLAKY = WorkerSpec(
-    "flaky",
-    {
-        "max_simultaneous_invocations": 8,
-        "duration": 5,
-        "cooldown": 3,
-        "max_attempts": 3,
-        "retry_policy": "exponential",
-        "retry_base": 1,
-        "retry_cap": 3,
-        "never_retry_errors": [],
+#: The demo's stack, as cdk.json context: the local run is the stack this synthesizes.
+DEMO_CONTEXT: dict[str, Any] = {
+    "stage": "demo",
+    "nag": False,
+    "dashboard": False,
+    "workers": {
+        "reliable": {
+            "code": "lambdas/worker",
+            "timeout": 5,
+            "max_simultaneous_invocations": 10,
+            "duration": 5,
+            "cooldown": 3,
+        },
+        "flaky": {
+            "code": "lambdas/worker",
+            "timeout": 3,
+            "max_simultaneous_invocations": 8,
+            "duration": 5,
+            "cooldown": 3,
+            "max_attempts": 3,
+            "retry_policy": "exponential",
+            "retry_base": 1,
+            "retry_cap": 3,
+        },
     },
-    timeout=3,
-    concurrency=8,
-)
+}
 
 
 @dataclass
@@ -68,24 +76,33 @@ def flaky_payloads(n: int) -> list[tuple[dict[str, Any], str, int]]:
     return result
 
 
+def demo_stack(cdk_out: Path | None = None, **kwargs: Any) -> LocalStack:
+    """The demo's local stack: the CDK app synthesized with :data:`DEMO_CONTEXT`, run from its template."""
+    out = synthesize(cdk_out or Path(tempfile.mkdtemp(prefix="sosw-demo-cdk-")), DEMO_CONTEXT)
+    return LocalStack.from_template(out, **kwargs)
+
+
 def run_demo(
     tasks: int = 300,
     *,
     speed: float = 60,
-    schedule_seconds: float = 60,
     timeout: float = 120,
     dynamodb_endpoint: str | None = None,
     console: Console | None = None,
 ) -> int:
     """Run the demo; returns the process exit code (0: every task ended as expected)."""
     console = console or Console()
-    tick = schedule_seconds / speed
     n_reliable = tasks * 2 // 3
     n_flaky = tasks - n_reliable
-    console.print(f"[bold]sosw demo[/]: {tasks} tasks, schedules every {tick:.2f} s (speed {speed:g}x)")
     started = time.monotonic()
-    with LocalStack([RELIABLE, FLAKY], dynamodb_endpoint=dynamodb_endpoint) as stack:
-        console.print(f"local stack up in {time.monotonic() - started:.1f} s (logs: {stack.log_dir})")
+    console.print(f"[bold]sosw demo[/]: synthesizing the stack ({len(DEMO_CONTEXT['workers'])} workers)...")
+    with demo_stack(dynamodb_endpoint=dynamodb_endpoint) as stack:
+        tick = stack.spec.schedules.get(stack.orchestrator, 60) / speed
+        console.print(
+            f"local stack up in {time.monotonic() - started:.1f} s: {len(stack.spec.tables)} tables and "
+            f"{len(stack.spec.functions)} functions from the template; schedules every {tick:.2f} s "
+            f"(speed {speed:g}x); {tasks} tasks. Logs: {stack.log_dir}"
+        )
         tm = stack.task_manager()
         expect = Expectation()
         reliable_ids = tm.create_tasks(

@@ -21,8 +21,11 @@ import boto3
 from sosw import aws
 from sosw.local.dynamodb_local import DynamoDBLocal, free_port
 from sosw.local.lambda_server import FunctionSpec, LocalLambda
-from sosw.local.tables import create_tables, prefixed_config
+from sosw.local.tables import prefixed_config
+from sosw.local.template import TemplateFunction, TemplateStack
+from sosw.local.template import load as load_template
 from sosw.managers.task import TaskManager
+from sosw.schema import table_schemas
 
 LAMBDAS_DIR = Path(__file__).resolve().parents[3] / "lambdas"
 CONFIG_PARAMETER = "/sosw/local/config"
@@ -43,36 +46,107 @@ class WorkerSpec:
     concurrency: int = 4
 
 
+def programmatic_stack(
+    workers: list[WorkerSpec], table_prefix: str = "", config: Mapping[str, Any] | None = None
+) -> TemplateStack:
+    """A stack described in code (for tests that need their own labourers): the same parts the template has."""
+    labourers = {w.name: {**w.settings, "arn": w.name} for w in workers}
+    full = prefixed_config(table_prefix, {"labourers": labourers, **(config or {})})
+    common = {
+        "SOSW_CONFIG_PARAMETER": CONFIG_PARAMETER,
+        "POWERTOOLS_SERVICE_NAME": "sosw",
+        "POWERTOOLS_METRICS_NAMESPACE": "sosw",
+        "POWERTOOLS_LOG_LEVEL": "INFO",
+    }
+
+    def control(role: str, name: str, timeout: float, **env: Any) -> TemplateFunction:
+        return TemplateFunction(
+            role, name, str(LAMBDAS_DIR / role), "app.handler", timeout, {**common, **env}, role=role
+        )
+
+    functions = [
+        control("orchestrator", ORCHESTRATOR, 60),
+        control("scavenger", SCAVENGER, 60, SOSW_DEAD_LETTER_TOPIC_ARN={"Ref": "DeadTasks"}),
+        control("worker_assistant", ASSISTANT, 10),
+        control("failure_handler", FAILURE_HANDLER, 10),
+    ]
+    worker_env = {"SOSW_WORKER_ASSISTANT_FUNCTION": ASSISTANT, "POWERTOOLS_SERVICE_NAME": "worker"}
+    for worker in workers:
+        functions.append(
+            TemplateFunction(
+                worker.name,
+                worker.name,
+                worker.code_dir,
+                "app.handler",
+                worker.timeout,
+                worker_env,
+                on_failure=FAILURE_HANDLER,
+                max_event_age=max(float(worker.settings.get("cooldown", 300)), 1.0),
+            )
+        )
+    return TemplateStack(
+        tables=[schema.create_table_kwargs() for schema in table_schemas(full).values()],
+        functions=functions,
+        config_parameter=CONFIG_PARAMETER,
+        config=full,
+        topics={"DeadTasks": f"{table_prefix}sosw-dead-tasks"},
+        schedules={ORCHESTRATOR: 60, SCAVENGER: 60},
+    )
+
+
 class LocalStack:
-    """``with LocalStack(workers=[WorkerSpec("resize", {...})]) as stack: stack.run_orchestrator()``."""
+    """``with LocalStack(workers=[WorkerSpec("resize", {...})]) as stack: stack.run_orchestrator()``.
+
+    ``LocalStack.from_template(cdk_out)`` runs the synthesized stack instead of one described in code.
+    """
 
     def __init__(
         self,
-        workers: list[WorkerSpec],
+        workers: list[WorkerSpec] | None = None,
         *,
         dynamodb_endpoint: str | None = None,
         table_prefix: str = "",
         config: Mapping[str, Any] | None = None,
         log_dir: str | os.PathLike[str] | None = None,
         control_concurrency: int = 1,
+        spec: TemplateStack | None = None,
+        worker_concurrency: Mapping[str, int] | None = None,
     ) -> None:
-        self.workers = workers
+        if spec is None:
+            spec = programmatic_stack(workers or [], table_prefix, config)
+            worker_concurrency = {w.name: w.concurrency for w in workers or []}
+        # Local runs move faster than the deployed schedules: no pause between leases, a short margin.
+        spec.config = {"orchestrator_lease_settle_seconds": 0, "orchestrator_safety_seconds": 1, **spec.config}
+        self.spec = spec
+        self.config = spec.config
         self.control_concurrency = control_concurrency
+        self.worker_concurrency = dict(worker_concurrency or {})
         self._dynamodb_endpoint = dynamodb_endpoint
         self._ddb: DynamoDBLocal | None = None
         self._moto: Any = None
         self.lambda_: LocalLambda | None = None
         self._saved_env: dict[str, str | None] = {}
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="sosw-local-"))
-        labourers = {w.name: {**w.settings, "arn": w.name} for w in workers}
-        base = {
-            "labourers": labourers,
-            "orchestrator_lease_settle_seconds": 0,
-            "orchestrator_safety_seconds": 1,
-            **(config or {}),
-        }
-        self.config = prefixed_config(table_prefix, base)
         self.topic_arn: str | None = None
+
+    @classmethod
+    def from_template(cls, cdk_out: str | os.PathLike[str], **kwargs: Any) -> LocalStack:
+        """The synthesized stack: tables, functions, config and schedules read from its template."""
+        spec = load_template(Path(cdk_out))
+        labourers = spec.config.get("labourers", {})
+        concurrency = {
+            str(settings.get("arn", name)).rsplit(":", 1)[-1]: int(settings.get("max_simultaneous_invocations") or 1)
+            for name, settings in labourers.items()
+        }
+        return cls(spec=spec, worker_concurrency=concurrency, **kwargs)
+
+    @property
+    def orchestrator(self) -> str:
+        return self.spec.function("orchestrator").name
+
+    @property
+    def scavenger(self) -> str:
+        return self.spec.function("scavenger").name
 
     # -------------------------------------------------------------- lifecycle
 
@@ -107,59 +181,51 @@ class LocalStack:
             "AWS_ENDPOINT_URL_LAMBDA": f"http://127.0.0.1:{lambda_port}",
             "AWS_ENDPOINT_URL_SSM": moto_url,
             "AWS_ENDPOINT_URL_SNS": moto_url,
+            "AWS_ENDPOINT_URL_SQS": moto_url,
             "AWS_ENDPOINT_URL_CLOUDWATCH": moto_url,
         }
         self._set_env(env)
-        create_tables(aws.dynamodb_client(), self.config)
+        client = aws.dynamodb_client()
+        for table in self.spec.tables:
+            client.create_table(**table)
+        waiter = client.get_waiter("table_exists")
+        for table in self.spec.tables:
+            waiter.wait(TableName=table["TableName"], WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
         sns = boto3.client("sns")
-        self.topic_arn = sns.create_topic(Name="sosw-dead-tasks")["TopicArn"]
-        self.dead_letters_queue = boto3.client("sqs", endpoint_url=moto_url).create_queue(QueueName="sosw-dead")
-        queue_arn = f"arn:aws:sqs:{env['AWS_DEFAULT_REGION']}:123456789012:sosw-dead"
-        sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn)
+        refs = {logical: sns.create_topic(Name=name)["TopicArn"] for logical, name in self.spec.topics.items()}
         boto3.client("ssm").put_parameter(
-            Name=CONFIG_PARAMETER, Type="String", Value=json.dumps(self.config), Overwrite=True
+            Name=self.spec.config_parameter, Type="String", Value=json.dumps(self.config), Overwrite=True
         )
-        common = {
-            **env,
-            "SOSW_CONFIG_PARAMETER": CONFIG_PARAMETER,
-            "POWERTOOLS_SERVICE_NAME": "sosw",
-            "POWERTOOLS_METRICS_NAMESPACE": "sosw",
-            "POWERTOOLS_LOG_LEVEL": "INFO",
-        }
-        functions = [
-            FunctionSpec(
-                ORCHESTRATOR,
-                str(LAMBDAS_DIR / "orchestrator"),
-                timeout=60,
-                environment=common,
-                concurrency=self.control_concurrency,
-            ),
-            FunctionSpec(
-                SCAVENGER,
-                str(LAMBDAS_DIR / "scavenger"),
-                timeout=60,
-                environment={**common, "SOSW_DEAD_LETTER_TOPIC_ARN": self.topic_arn},
-                concurrency=self.control_concurrency,
-            ),
-            FunctionSpec(
-                ASSISTANT, str(LAMBDAS_DIR / "worker_assistant"), timeout=10, environment=common, concurrency=4
-            ),
-            FunctionSpec(FAILURE_HANDLER, str(LAMBDAS_DIR / "failure_handler"), timeout=10, environment=common),
-        ]
-        worker_env = {**env, "SOSW_WORKER_ASSISTANT_FUNCTION": ASSISTANT, "POWERTOOLS_SERVICE_NAME": "worker"}
-        for worker in self.workers:
-            cooldown = float(worker.settings.get("cooldown", 300))
+        functions = []
+        for function in self.spec.functions:
+            environment = {**env, **{k: _resolve(v, refs, k, function.name) for k, v in function.environment.items()}}
+            if function.role == "scavenger":
+                self.topic_arn = environment.get("SOSW_DEAD_LETTER_TOPIC_ARN")
+            if function.role == "worker":
+                concurrency = self.worker_concurrency.get(function.name, 4)
+            elif function.role == "worker_assistant":
+                concurrency = 6
+            else:
+                concurrency = self.control_concurrency
             functions.append(
                 FunctionSpec(
-                    worker.name,
-                    worker.code_dir,
-                    timeout=worker.timeout,
-                    environment=worker_env,
-                    on_failure=FAILURE_HANDLER,
-                    concurrency=worker.concurrency,
-                    max_event_age=max(cooldown, 1.0),
+                    function.name,
+                    function.code_dir,
+                    handler=function.handler,
+                    timeout=function.timeout,
+                    environment=environment,
+                    on_failure=function.on_failure,
+                    concurrency=concurrency,
+                    max_event_age=function.max_event_age,
                 )
             )
+        sqs = boto3.client("sqs")
+        self.dead_letters_queue = sqs.create_queue(QueueName="sosw-dead-letters-local")
+        if self.topic_arn:
+            queue_arn = sqs.get_queue_attributes(
+                QueueUrl=self.dead_letters_queue["QueueUrl"], AttributeNames=["QueueArn"]
+            )["Attributes"]["QueueArn"]
+            sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn)
         self.lambda_ = LocalLambda(functions, port=lambda_port, log_dir=self.log_dir).start()
 
     def stop(self) -> None:
@@ -207,15 +273,15 @@ class LocalStack:
 
     def run_orchestrator(self) -> dict[str, Any]:
         """One scheduled run of the Orchestrator Lambda."""
-        return self._invoke(ORCHESTRATOR)
+        return self._invoke(self.orchestrator)
 
     def run_scavenger(self) -> dict[str, Any]:
         """One scheduled run of the Scavenger Lambda."""
-        return self._invoke(SCAVENGER)
+        return self._invoke(self.scavenger)
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """The dead-task notifications published so far (drained from the SNS topic's test queue)."""
-        sqs = boto3.client("sqs", endpoint_url=os.environ["AWS_ENDPOINT_URL_SNS"])
+        sqs = boto3.client("sqs")
         url = self.dead_letters_queue["QueueUrl"]
         messages = []
         while True:
@@ -226,3 +292,13 @@ class LocalStack:
                 body = json.loads(message["Body"])
                 messages.append(json.loads(body.get("Message", "{}")))
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def _resolve(value: Any, refs: Mapping[str, str], key: str, function: str) -> str:
+    """A template environment value: a string, or a Ref to a resource the local stack created."""
+    if isinstance(value, str):
+        return value
+    ref = value.get("Ref") if isinstance(value, Mapping) else None
+    if ref in refs:
+        return refs[ref]
+    raise RuntimeError(f"{function}: environment variable {key} = {value!r} can't be resolved locally")

@@ -1,0 +1,168 @@
+"""Read the synthesized CloudFormation template into what the local stack runs.
+
+Tables (keys and indexes), functions (staged code, handler, timeout, environment, asynchronous
+invoke config and on-failure destination), the config parameter, topics and schedule rates all come
+from the template the CDK app synthesizes, so the local run and a deployment can't drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parents[3]
+_RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)")
+_UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+@dataclass(frozen=True)
+class TemplateFunction:
+    logical_id: str
+    name: str
+    code_dir: str
+    handler: str
+    timeout: float
+    environment: Mapping[str, Any]  # values may still be {"Ref": ...}: resolved by the local stack
+    on_failure: str | None = None  # a function name, or None (a queue or nothing)
+    max_event_age: float | None = None
+    role: str = "worker"  # orchestrator | scavenger | worker_assistant | failure_handler | worker
+
+
+@dataclass
+class TemplateStack:
+    tables: list[dict[str, Any]] = field(default_factory=list)
+    functions: list[TemplateFunction] = field(default_factory=list)
+    config_parameter: str = ""
+    config: dict[str, Any] = field(default_factory=dict)
+    topics: dict[str, str] = field(default_factory=dict)  # logical id -> topic name
+    schedules: dict[str, float] = field(default_factory=dict)  # function name -> seconds between runs
+
+    def function(self, role: str) -> TemplateFunction:
+        for function in self.functions:
+            if function.role == role:
+                return function
+        raise KeyError(f"the template has no {role} function")
+
+
+def synthesize(out_dir: Path, sosw_context: Mapping[str, Any] | None = None) -> Path:
+    """Run the CDK app (``python app.py``) into ``out_dir``; ``sosw_context`` replaces cdk.json's ``sosw`` key."""
+    env = {**os.environ, "CDK_OUTDIR": str(out_dir)}
+    if sosw_context is not None:
+        context = json.loads((PROJECT_ROOT / "cdk.json").read_text()).get("context", {})
+        env["CDK_CONTEXT_JSON"] = json.dumps({**context, "sosw": dict(sosw_context)})
+    result = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "app.py")], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"synth failed: {(result.stderr or result.stdout).strip().splitlines()[-1:]}")
+    return out_dir
+
+
+def load(cdk_out: Path, stack_name: str | None = None) -> TemplateStack:
+    """The local stack's description, from a synthesized cloud assembly."""
+    manifest = json.loads((cdk_out / "manifest.json").read_text())
+    stacks = [name for name, a in manifest["artifacts"].items() if a.get("type") == "aws:cloudformation:stack"]
+    name = stack_name or stacks[0]
+    template = json.loads((cdk_out / f"{name}.template.json").read_text())
+    assets = json.loads((cdk_out / f"{name}.assets.json").read_text())["files"]
+    resources: dict[str, Any] = template["Resources"]
+    stack = TemplateStack()
+    names = {}
+    for logical_id, resource in resources.items():
+        kind, props = resource["Type"], resource.get("Properties", {})
+        if kind == "AWS::DynamoDB::Table":
+            stack.tables.append(_create_table_kwargs(props))
+        elif kind == "AWS::SSM::Parameter":
+            stack.config_parameter = props["Name"]
+            stack.config = json.loads(props["Value"])
+        elif kind == "AWS::SNS::Topic":
+            stack.topics[logical_id] = props.get("TopicName") or logical_id
+        elif kind == "AWS::Lambda::Function":
+            names[logical_id] = props["FunctionName"]
+    configs = {
+        _ref(props["FunctionName"]): props
+        for props in (
+            r.get("Properties", {}) for r in resources.values() if r["Type"] == "AWS::Lambda::EventInvokeConfig"
+        )
+    }
+    for logical_id, resource in resources.items():
+        if resource["Type"] != "AWS::Lambda::Function":
+            continue
+        props = resource["Properties"]
+        asset = assets[props["Code"]["S3Key"].removesuffix(".zip")]
+        invoke = configs.get(logical_id, {})
+        destination = invoke.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
+        target = _get_att_id(destination)
+        stack.functions.append(
+            TemplateFunction(
+                logical_id=logical_id,
+                name=props["FunctionName"],
+                code_dir=str(cdk_out / asset["source"]["path"]),
+                handler=props["Handler"],
+                timeout=float(props.get("Timeout", 3)),
+                environment=props.get("Environment", {}).get("Variables", {}),
+                on_failure=names.get(target) if target else None,
+                max_event_age=invoke.get("MaximumEventAgeInSeconds"),
+                role=_role(logical_id, props),
+            )
+        )
+    for resource in resources.values():
+        if resource["Type"] == "AWS::Events::Rule":
+            seconds = _rate_seconds(resource["Properties"].get("ScheduleExpression", ""))
+            for target in resource["Properties"].get("Targets", []):
+                function = names.get(_get_att_id(target.get("Arn")) or "")
+                if function and seconds:
+                    stack.schedules[function] = seconds
+    return stack
+
+
+def _create_table_kwargs(props: Mapping[str, Any]) -> dict[str, Any]:
+    kwargs: dict[str, Any] = {
+        "TableName": props["TableName"],
+        "KeySchema": props["KeySchema"],
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+        if props.get(key):
+            kwargs[key] = [
+                {k: v for k, v in index.items() if k in ("IndexName", "KeySchema", "Projection")}
+                for index in props[key]
+            ]
+    return kwargs
+
+
+def _ref(value: Any) -> str | None:
+    return value.get("Ref") if isinstance(value, Mapping) else value
+
+
+def _get_att_id(value: Any) -> str | None:
+    if isinstance(value, Mapping) and "Fn::GetAtt" in value:
+        return value["Fn::GetAtt"][0]
+    return None
+
+
+def _role(logical_id: str, props: Mapping[str, Any]) -> str:
+    for role, marker in (
+        ("orchestrator", "Orchestrator"),
+        ("scavenger", "Scavenger"),
+        ("worker_assistant", "WorkerAssistant"),
+        ("failure_handler", "FailureHandler"),
+    ):
+        if logical_id.startswith(f"Functions{marker}"):
+            return role
+    return "worker"
+
+
+def _rate_seconds(expression: str) -> float | None:
+    match = _RATE.fullmatch(expression.strip())
+    if not match:
+        return None
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2).rstrip("s")]
