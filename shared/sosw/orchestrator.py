@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.metrics import MetricUnit
 
 from sosw.errors import ConfigError, InvokeError
 from sosw.labourer import Labourer
-from sosw.leases import LeaseStore
+from sosw.leases import Lease, LeaseStore
 from sosw.managers.task import InvokeResult, TaskManager
-from sosw.metrics import put_labourer_metrics
+from sosw.metrics import put_labourer_metric, put_labourer_metrics
 
 logger = Logger(child=True)
 
@@ -39,6 +40,8 @@ class LabourerRun:
     outcomes: Counter[str] = field(default_factory=Counter)
     skipped_reason: str = ""
     error: str = ""
+    queue_length: int | None = None
+    oldest_queued_age: float | None = None
 
 
 @dataclass
@@ -99,17 +102,46 @@ class Orchestrator:
                     logger.exception("Orchestrating a labourer failed", extra={"labourer_id": labourer.id})
         report.duration = self._monotonic() - started
         for run in report.labourers.values():
-            put_labourer_metrics(
-                run.labourer_id,
-                {
-                    "invoked": run.outcomes[InvokeResult.INVOKED.value],
-                    "running": run.running,
-                    "invocations_released": run.outcomes["released"],
-                    "orchestrator_errors": int(bool(run.error)),
-                },
-            )
+            counts = {
+                "invoked": run.outcomes[InvokeResult.INVOKED.value],
+                "running": run.running,
+                "invocations_released": run.outcomes["released"],
+                "orchestrator_errors": int(bool(run.error)),
+            }
+            if run.queue_length is not None:
+                counts["queue_length"] = run.queue_length
+            put_labourer_metrics(run.labourer_id, counts)
+            if run.oldest_queued_age is not None:
+                put_labourer_metric("oldest_queued_age", run.oldest_queued_age, run.labourer_id, MetricUnit.Seconds)
+            put_labourer_metric("orchestrator_duration", report.duration, run.labourer_id, MetricUnit.Seconds)
         logger.info("Orchestrator run done", extra={"duration": report.duration, "invoked": report.invoked})
         return report
+
+    def _invoke_next(
+        self,
+        labourer: Labourer,
+        lease: Lease,
+        desired: int,
+        run: LabourerRun,
+        pool: ThreadPoolExecutor,
+        remaining_seconds: Callable[[], float] | None,
+        now: float,
+    ) -> None:
+        """Take ``desired`` tasks from the head of the queue and invoke them in parallel."""
+        tasks = self.tm.get_next_for_labourer(labourer, cnt=desired)
+        # The rate-limit window is charged before invoking, so a crash can't let the next run exceed it.
+        self.leases.record_invocations(lease, len(tasks), now)
+
+        def invoke(task: dict[str, Any]) -> str:
+            if self._time_left(remaining_seconds) <= 0:
+                return "not_started"
+            try:
+                return self.tm.invoke_task(labourer, task=task).value
+            except InvokeError as exc:
+                return "released" if exc.released else "uncertain"
+
+        for outcome in pool.map(invoke, tasks):
+            run.outcomes[outcome] += 1
 
     def _time_left(self, remaining_seconds: Callable[[], float] | None) -> float:
         return math.inf if remaining_seconds is None else remaining_seconds() - self.safety_seconds
@@ -140,22 +172,11 @@ class Orchestrator:
             if allowed is not None:
                 desired = min(desired, allowed)
             run.desired = desired
-            if desired == 0:
-                return
-            tasks = self.tm.get_next_for_labourer(labourer, cnt=desired)
-            # The rate-limit window is charged before invoking, so a crash can't let the next run exceed it.
-            self.leases.record_invocations(lease, len(tasks), now)
-
-            def invoke(task: dict[str, Any]) -> str:
-                if self._time_left(remaining_seconds) <= 0:
-                    return "not_started"
-                try:
-                    return self.tm.invoke_task(labourer, task=task).value
-                except InvokeError as exc:
-                    return "released" if exc.released else "uncertain"
-
-            for outcome in pool.map(invoke, tasks):
-                run.outcomes[outcome] += 1
+            if desired > 0:
+                self._invoke_next(labourer, lease, desired, run, pool, remaining_seconds, now)
+            snapshot = self.tm.get_queue_snapshot(labourer)
+            run.queue_length = int(snapshot["queue_length"] or 0)
+            run.oldest_queued_age = snapshot["oldest_queued_age"]
             logger.info(
                 "Labourer orchestrated",
                 extra={
@@ -164,6 +185,7 @@ class Orchestrator:
                     "running": run.running,
                     "desired": desired,
                     "outcomes": dict(run.outcomes),
+                    "queue_length": run.queue_length,
                 },
             )
         finally:

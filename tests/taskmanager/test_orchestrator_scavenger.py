@@ -181,3 +181,23 @@ def test_duplicate_delivery_guard(manager):
     # the next attempt may start again
     again = manager.mark_task_invoked(alpha, task, check_running=False)
     assert manager.mark_task_started(task["task_id"], again["attempts"]).outcome is ReportOutcome.ACCEPTED
+
+
+def test_queue_snapshot_is_two_small_reads_whatever_the_queue(make_manager, orchestrator_config, clock):
+    manager = make_manager(**orchestrator_config)
+    alpha = manager.get_labourer("alpha")
+    assert manager.get_queue_snapshot(alpha) == {"queue_length": 0, "oldest_queued_age": None}
+    manager.create_tasks(alpha, [{}] * 40)
+    clock.advance(30)
+    calls = []
+    manager.dynamo_db_client.meta.events.register("before-call.dynamodb", lambda model, **kw: calls.append(model.name))
+    snapshot = manager.get_queue_snapshot(alpha)
+    assert snapshot == {"queue_length": 40, "oldest_queued_age": 30.0}
+    assert calls == ["Query", "Query"]
+
+
+def test_orchestrator_reports_the_queue_after_its_run(make_manager, orchestrator_config, lambda_endpoint):
+    manager = make_manager(**orchestrator_config)
+    manager.create_tasks(manager.get_labourer("alpha"), [{}] * 12)
+    run = Orchestrator(manager).run().labourers["alpha"]
+    assert run.outcomes["invoked"] == 5 and run.queue_length == 7

@@ -741,6 +741,24 @@ class TaskManager:
         estimate = int((newest - oldest) // self.config["greenfield_task_step"]) + 1
         return max(counted, estimate)
 
+    def get_queue_snapshot(self, labourer: Labourer) -> dict[str, float | int | None]:
+        """Queue length (estimated from the oldest and newest greenfields) and the head task's age.
+
+        Two one-item Queries whatever the queue's size, so a metric read every run costs the same at 1k
+        and at 100k queued tasks.
+        """
+        _ = self.get_db_field_name
+        start, _invoked, _expired = self._windows(labourer)
+        head = self._greenfield_query(labourer, lambda g: g.lt(start), limit=1)
+        if not head:
+            return {"queue_length": 0, "oldest_queued_age": None}
+        tail = self._greenfield_query(labourer, lambda g: g.lt(start), ascending=False, limit=1)
+        oldest, newest = head[0][_("greenfield")], tail[0][_("greenfield")]
+        length = max(1, int((newest - oldest) // self.config["greenfield_task_step"]) + 1)
+        created = head[0].get(_("created_at"))
+        age = max(0.0, self.clock.now() - created) if isinstance(created, (int, float)) else None
+        return {"queue_length": length, "oldest_queued_age": age}
+
     def _queued_greenfield(self, labourer: Labourer, *, newest: bool) -> int | None:
         start, _invoked, _expired = self._windows(labourer)
         items = self._greenfield_query(labourer, lambda g: g.lt(start), ascending=not newest, limit=1)
