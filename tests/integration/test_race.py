@@ -10,8 +10,10 @@ from collections import Counter
 
 import pytest
 
+from sosw import aws
 from sosw.clock import SystemClock
 from sosw.errors import InvokeError
+from sosw.local.tables import create_tables, prefixed_config
 from sosw.managers.ecology import EcologyManager
 from sosw.managers.task import InvokeResult, TaskManager
 
@@ -21,8 +23,30 @@ TASKS = int(os.environ.get("SOSW_RACE_TASKS", "500"))
 THREADS = 4
 
 
-@pytest.mark.parametrize("backend", ["local"], indirect=True)
-def test_four_racing_orchestrators_invoke_every_task_exactly_once(config, lambda_endpoint):
+@pytest.fixture
+def serial_moto(monkeypatch):
+    """The demo's fallback DynamoDB (no Java): moto's server, one request at a time."""
+    from sosw.local.moto_dynamodb import SerialMotoServer
+
+    with SerialMotoServer() as server:
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", server.endpoint_url)
+        yield server
+
+
+@pytest.fixture(params=["dynamodb-local", "serial-moto"])
+def race_config(request, monkeypatch):
+    if request.param == "dynamodb-local":
+        ddb = request.getfixturevalue("dynamodb_local")
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", ddb.endpoint_url)
+    else:
+        request.getfixturevalue("serial_moto")
+    cfg = prefixed_config(f"race{os.getpid()}_", {})
+    create_tables(aws.dynamodb_client(), cfg)
+    return cfg
+
+
+def test_four_racing_orchestrators_invoke_every_task_exactly_once(race_config, lambda_endpoint):
+    config = race_config
     # Given 500 queued tasks of one labourer
     config = {**config, "labourers": {"alpha": {"max_duration": 60}}}
     seeder = TaskManager(config)

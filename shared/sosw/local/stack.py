@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ import boto3
 from sosw import aws
 from sosw.local.dynamodb_local import DynamoDBLocal, free_port
 from sosw.local.lambda_server import FunctionSpec, LocalLambda
+from sosw.local.moto_dynamodb import SerialMotoServer
 from sosw.local.tables import prefixed_config
 from sosw.local.template import TemplateFunction, TemplateStack
 from sosw.local.template import load as load_template
@@ -122,7 +124,7 @@ class LocalStack:
         self.control_concurrency = control_concurrency
         self.worker_concurrency = dict(worker_concurrency or {})
         self._dynamodb_endpoint = dynamodb_endpoint
-        self._ddb: DynamoDBLocal | None = None
+        self._ddb: DynamoDBLocal | SerialMotoServer | None = None
         self._moto: Any = None
         self.lambda_: LocalLambda | None = None
         self._saved_env: dict[str, str | None] = {}
@@ -160,7 +162,7 @@ class LocalStack:
 
     def _start(self) -> None:
         if self._dynamodb_endpoint is None:
-            self._ddb = DynamoDBLocal().start()
+            self._ddb = local_dynamodb().start()
             self._dynamodb_endpoint = self._ddb.endpoint_url
         import logging
 
@@ -292,6 +294,15 @@ class LocalStack:
                 body = json.loads(message["Body"])
                 messages.append(json.loads(body.get("Message", "{}")))
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def local_dynamodb() -> DynamoDBLocal | SerialMotoServer:
+    """DynamoDB Local where Java and the emulator are here, else moto's server one request at a time."""
+    ddb = DynamoDBLocal()
+    if shutil.which("java") and (ddb.emulator_dir / "DynamoDBLocal.jar").is_file():
+        return ddb
+    print("DynamoDB Local needs Java and `make dynamodb-local`: using moto's server (one request at a time)")
+    return SerialMotoServer()
 
 
 def _resolve(value: Any, refs: Mapping[str, str], key: str, function: str) -> str:
