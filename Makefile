@@ -27,7 +27,8 @@ test: venv dynamodb-local
 	SOSW_SCALE=$(SCALE) $(PY) -m pytest
 
 ## demo: the whole stack on this machine (DynamoDB Local, moto's server, the local Lambda endpoint)
-demo: venv dynamodb-local
+demo: venv
+	@bash scripts/fetch-dynamodb-local.sh $(DDB_DIR) || echo "demo: continuing on moto's server instead of DynamoDB Local"
 	$(VENV)/bin/sosw demo --tasks $(or $(TASKS),300)
 
 ## unit: the fast tests only (moto), no Java needed
