@@ -336,6 +336,7 @@ class StackConfig:
     task_manager: Mapping[str, Any]  # extra TaskManager config keys, merged into the SSM parameter
     alarm_email: str | None
     silence_periods: int
+    queue_age_seconds: int
     dashboard: bool
     strict: bool
     layer_build: str  # pip | sources_only (tests: no dependencies, never deployable)
@@ -432,6 +433,7 @@ class StackConfig:
         alarms = _Reader(r.mapping("alarms"), r.key("alarms"))
         alarm_email = alarms.string("email", None, pattern=_EMAIL_RE, what="an email address")
         silence_periods = alarms.integer("silence_periods", 3, minimum=1, maximum=100)
+        queue_age_seconds = alarms.integer("queue_age_seconds", 3600, minimum=60, maximum=86_400 * 14)
         alarms.done()
         for name, expression in schedules.items():
             _check_silence_window(alarms.key("silence_periods"), name, expression, int(silence_periods or 3))
@@ -472,6 +474,7 @@ class StackConfig:
             task_manager=_frozen(task_manager),
             alarm_email=alarm_email,
             silence_periods=int(silence_periods or 3),
+            queue_age_seconds=int(queue_age_seconds or 3600),
             dashboard=bool(r.boolean("dashboard", True)),
             strict=bool(r.boolean("strict", False)),
             layer_build=str(r.string("layer_build", "pip", choices=("pip", "sources_only"))),

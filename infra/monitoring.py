@@ -6,11 +6,14 @@ Alarms (all notify the alarm topic, on ALARM and on OK):
 - silence of the scheduled functions: no successful run (invocations - errors < 1) for
   ``alarms.silence_periods`` schedule intervals in a row; missing data counts as silence;
 - dead tasks: any message on the dead-task topic;
+- queue age, per labourer: the oldest queued task waited longer than ``alarms.queue_age_seconds``
+  (the Orchestrator's ``oldest_queued_age`` metric);
 - failed events: anything in the failed-events queue (a lost report or a lost scheduled run).
 
 The dashboard shows the control functions, then one row per labourer from the EMF metrics the
-handlers emit (``labourer_id`` dimension). Those are found with SEARCH, so a worker whose Powertools
-service name differs (an imported one) is shown too.
+handlers emit (``sosw.metrics``: one dimension, ``labourer_id``), found with SEARCH: queued, oldest
+queued age, running, invoked, archived, retried, dead, requeued, orchestrator duration and errors,
+and the workers' outcomes and durations.
 """
 
 from __future__ import annotations
@@ -52,6 +55,7 @@ class Monitoring(Construct):
         self._build_error_alarms()
         self._build_silence_alarms()
         self._build_dead_task_alarm()
+        self._build_queue_age_alarms()
         self._build_failed_events_alarm()
         self.dashboard = self._build_dashboard() if config.dashboard else None
 
@@ -114,6 +118,27 @@ class Monitoring(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
 
+    def _build_queue_age_alarms(self) -> None:
+        for worker in self.config.workers:
+            self._alarm(
+                f"{worker.name}-queue-age",
+                alarm_description=(
+                    f"The oldest queued task of {worker.name} has waited more than {self.config.queue_age_seconds} s: "
+                    "the labourer is unhealthy, at its cap, rate limited, or the Orchestrator is not running."
+                ),
+                metric=cloudwatch.Metric(
+                    namespace=self.config.metrics_namespace,
+                    metric_name="oldest_queued_age",
+                    dimensions_map={"labourer_id": worker.name},
+                    statistic="Maximum",
+                    period=FIVE_MINUTES,
+                ),
+                threshold=self.config.queue_age_seconds,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+            )
+
     def _build_failed_events_alarm(self) -> None:
         self._alarm(
             "failed-events",
@@ -132,7 +157,7 @@ class Monitoring(Construct):
 
     def _search(self, labourer: str, metric: str, statistic: str = "Sum") -> cloudwatch.MathExpression:
         namespace = self.config.metrics_namespace
-        query = f'{{"{namespace}",labourer_id,service}} MetricName="{metric}" labourer_id="{labourer}"'
+        query = f'{{"{namespace}",labourer_id}} MetricName="{metric}" labourer_id="{labourer}"'
         return cloudwatch.MathExpression(
             expression=f"SEARCH('{query}', '{statistic}', 60)",
             using_metrics={},
@@ -203,6 +228,18 @@ class Monitoring(Construct):
                 title=f"{labourer}: running and worker outcomes",
                 left=[self._search(labourer, "running", "Maximum")],
                 right=[self._search(labourer, m) for m in _WORKER_OUTCOMES],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title=f"{labourer}: queued, oldest queued age (s)",
+                left=[self._search(labourer, "queue_length", "Maximum")],
+                right=[self._search(labourer, "oldest_queued_age", "Maximum")],
+                width=8,
+            ),
+            cloudwatch.GraphWidget(
+                title=f"{labourer}: orchestrator duration (s) and errors",
+                left=[self._search(labourer, "orchestrator_duration", "Maximum")],
+                right=[self._search(labourer, "orchestrator_errors")],
                 width=8,
             ),
             cloudwatch.GraphWidget(

@@ -131,8 +131,31 @@ def test_the_dashboard_shows_each_labourer_flow_by_search(prod: Synth):
         for m in w["properties"].get("metrics", [])
         if isinstance(m[0], dict) and "expression" in m[0]
     ]
-    # Then every labourer has a SEARCH for each metric the handlers emit, whatever the service name
+    # Then every labourer has a SEARCH for each metric the handlers emit (their only dimension: labourer_id)
+    metrics = (
+        "invoked",
+        "archived",
+        "retried",
+        "dead",
+        "requeued",
+        "running",
+        "worker_completed",
+        "queue_length",
+        "oldest_queued_age",
+        "orchestrator_duration",
+        "orchestrator_errors",
+    )
     for labourer in ("example_worker", "resize", "legacy", "by_name"):
-        for metric in ("invoked", "archived", "retried", "dead", "requeued", "running", "worker_completed"):
-            query = f'SEARCH(\'{{"sosw",labourer_id,service}} MetricName="{metric}" labourer_id="{labourer}"\''
+        for metric in metrics:
+            query = f'SEARCH(\'{{"sosw",labourer_id}} MetricName="{metric}" labourer_id="{labourer}"\''
             assert any(q.startswith(query) for q in queries), (labourer, metric)
+
+
+def test_every_labourer_has_a_queue_age_alarm(prod: Synth):
+    alarms = _alarms(prod)
+    for labourer in ("example_worker", "resize", "legacy", "by_name"):
+        alarm = alarms[f"sosw-prod-{labourer}-queue-age"]
+        assert (alarm["Namespace"], alarm["MetricName"], alarm["Statistic"]) == ("sosw", "oldest_queued_age", "Maximum")
+        assert alarm["Dimensions"] == [{"Name": "labourer_id", "Value": labourer}]
+        assert alarm["Threshold"] == 3600 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
+        assert alarm["AlarmActions"] == [_alarm_topic(prod)]
