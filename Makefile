@@ -6,7 +6,7 @@ DDB_DIR := .cache/dynamodb-local
 # CI and `make test` run the heavy scenarios at this scale; the README gives the full-scale command.
 SCALE ?= ci
 
-.PHONY: test unit lint demo bench synth dynamodb-local clean
+.PHONY: test unit lint demo bench synth reliability dynamodb-local clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ test: venv dynamodb-local
 demo: venv
 	@bash scripts/fetch-dynamodb-local.sh $(DDB_DIR) || echo "demo: continuing on moto's server instead of DynamoDB Local"
 	$(VENV)/bin/sosw demo --tasks $(or $(TASKS),300)
+
+## reliability: the reliability suite at full scale (5,000 tasks racing, 60 kill -9 rounds, ...), figures printed
+reliability: venv dynamodb-local
+	SOSW_SCALE=full $(PY) -m pytest tests/reliability -s -q -p no:cacheprovider
 
 ## unit: the fast tests only (moto), no Java needed
 unit: venv
