@@ -12,5 +12,6 @@ logger = Logger()
 
 @logger.inject_lambda_context
 def handler(event, context):
-    report = Scavenger(task_manager(), topic_arn=os.environ.get("SOSW_DEAD_LETTER_TOPIC_ARN")).run()
+    scavenger = Scavenger(task_manager(), topic_arn=os.environ.get("SOSW_DEAD_LETTER_TOPIC_ARN"))
+    report = scavenger.run(lambda: context.get_remaining_time_in_millis() / 1000)
     return {"counts": {k: dict(v) for k, v in report.labourers.items()}, "errors": report.errors}

@@ -91,7 +91,11 @@ class Orchestrator:
         """Orchestrate every labourer once. ``remaining_seconds`` is the Lambda's time left (None: no limit)."""
         started = self._monotonic()
         report = OrchestratorReport()
-        labourers = self.tm.register_labourers()
+        # The run's windows for every labourer; health is read per labourer, inside its own try, so one
+        # labourer's bad metric config or CloudWatch error doesn't stop the others.
+        ecology = self.tm.ecology_client
+        ecology.register_task_manager(self.tm)
+        labourers = self.tm.open_run_window()
         with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="invoke") as pool:
             for labourer in labourers:
                 run = report.labourers.setdefault(labourer.id, LabourerRun(labourer.id))
@@ -133,12 +137,18 @@ class Orchestrator:
         self.leases.record_invocations(lease, len(tasks), now)
 
         def invoke(task: dict[str, Any]) -> str:
-            if self._time_left(remaining_seconds) <= 0:
+            # Never claim past the Lambda's time or past our lease: another orchestrator may count by then.
+            if self._time_left(remaining_seconds) <= 0 or self.tm.clock.now() >= lease.until - self.safety_seconds:
                 return "not_started"
             try:
                 return self.tm.invoke_task(labourer, task=task).value
             except InvokeError as exc:
                 return "released" if exc.released else "uncertain"
+            except Exception:  # every invocation finishes before the lease is released
+                logger.exception(
+                    "Invoking a task failed", extra={"labourer_id": labourer.id, "task_id": task.get("task_id")}
+                )
+                return "error"
 
         for outcome in pool.map(invoke, tasks):
             run.outcomes[outcome] += 1
@@ -164,7 +174,8 @@ class Orchestrator:
             logger.info("Labourer leased by another orchestrator", extra={"labourer_id": labourer.id})
             return
         try:
-            run.health = labourer.get_attr("health")
+            run.health = self.tm.ecology_client.get_labourer_status(labourer)
+            labourer.set_custom_attribute("health", run.health)
             run.running = self.tm.get_count_of_running_tasks_for_labourer(labourer)
             cap = math.floor(labourer.max_simultaneous_invocations * self.coefficients[run.health])
             desired = max(0, cap - run.running)

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools import Logger
 
 from sosw.labourer import Labourer
-from sosw.managers.task import TaskManager
+from sosw.managers.task import NOTIFY_PENDING, TaskManager
 from sosw.metrics import put_labourer_metrics
 from sosw.retry import retry_delay
 
@@ -42,6 +43,7 @@ class Scavenger:
         self.tm = task_manager
         self.topic_arn = topic_arn
         self._sns = sns_client
+        self._remaining: Callable[[], float] | None = None
 
     @property
     def sns_client(self) -> Any:
@@ -51,8 +53,10 @@ class Scavenger:
             self._sns = boto3.client("sns")
         return self._sns
 
-    def run(self) -> ScavengerReport:
+    def run(self, remaining_seconds: Callable[[], float] | None = None) -> ScavengerReport:
+        """Scavenge every labourer once; stop moving tasks ``safety_seconds`` before ``remaining_seconds`` ends."""
         report = ScavengerReport()
+        self._remaining = remaining_seconds
         for labourer in self.tm.open_run_window():
             counts = report.labourers.setdefault(labourer.id, Counter())
             try:
@@ -64,44 +68,79 @@ class Scavenger:
         logger.info("Scavenger run done", extra={"counts": {k: dict(v) for k, v in report.labourers.items()}})
         return report
 
+    def _time_left(self) -> bool:
+        safety = float(self.tm.config.get("scavenger_safety_seconds", 5))
+        return self._remaining is None or self._remaining() > safety
+
     def _scavenge(self, labourer: Labourer, counts: Counter[str]) -> None:
-        for task in self.tm.get_completed_tasks_for_labourer(labourer):
-            counts["archived"] += self.tm.archive_task(task, completed=True)
+        # Due retries and failures first: they hold up work; archiving completed tasks can wait a run.
+        due = self.tm.get_tasks_to_retry_for_labourer(labourer)
+        if due and self._time_left():
+            counts["requeued"] += self.tm.retry_tasks(labourer, due)
         for task in self.tm.get_failed_tasks_for_labourer(labourer):
+            if not self._time_left():
+                return
             self._retry_or_close(labourer, task, task.get("last_error") or {}, counts)
         for task in self.tm.get_expired_tasks_for_labourer(labourer):
+            if not self._time_left():
+                return
             self._retry_or_close(labourer, task, EXPIRED, counts)
-        due = self.tm.get_tasks_to_retry_for_labourer(labourer)
-        if due:
-            counts["requeued"] += self.tm.retry_tasks(labourer, due)
+        for task in self.tm.get_completed_tasks_for_labourer(labourer):
+            if not self._time_left():
+                return
+            counts["archived"] += self.tm.archive_task(task, completed=True)
+        self._publish_pending(labourer, counts)
 
     def _retry_or_close(self, labourer: Labourer, task: dict[str, Any], error: dict[str, Any], counts: Counter) -> None:
         attempts = int(task.get("attempts", 0))
         error_type = str(error.get("type", ""))
         if attempts >= labourer.max_attempts or error_type in labourer.never_retry_errors:
-            # The closed row keeps the last error (an expired task has none of its own).
-            if self.tm.archive_task({**task, "last_error": error}, completed=False):
+            # The closed row keeps the last error (an expired task has none of its own), and a mark that its
+            # notification is pending until it is published.
+            closed = {**task, "last_error": error}
+            if self.topic_arn:
+                closed[NOTIFY_PENDING] = True
+            if self.tm.archive_task(closed, completed=False):
                 counts["dead"] += 1
-                self._notify_dead(labourer, task, error)
+                self._notify_dead(labourer, closed, counts)
             return
         if not labourer.has_attr("max_duration"):
             labourer.set_custom_attribute("max_duration", self.tm.ecology_client.get_labourer_max_duration(labourer))
         delay = retry_delay(labourer, attempts)
         counts["retried"] += self.tm.move_task_to_retry_table(task, delay)
 
-    def _notify_dead(self, labourer: Labourer, task: dict[str, Any], error: dict[str, Any]) -> None:
+    def _notify_dead(self, labourer: Labourer, task: dict[str, Any], counts: Counter[str]) -> None:
         message = {
             "task_id": task["task_id"],
             "labourer_id": labourer.id,
             "attempts": int(task.get("attempts", 0)),
-            "last_error": error,
+            "last_error": task.get("last_error") or {},
         }
         logger.warning("Task closed as dead", extra=message)
         if not self.topic_arn:
             return
-        self.sns_client.publish(
-            TopicArn=self.topic_arn,
-            Subject=f"sosw: task dead ({labourer.id})"[:100],
-            Message=json.dumps(message),
-            MessageAttributes={"labourer_id": {"DataType": "String", "StringValue": labourer.id}},
-        )
+        try:
+            self.sns_client.publish(
+                TopicArn=self.topic_arn,
+                Subject=f"sosw: task dead ({labourer.id})"[:100],
+                Message=json.dumps(message, default=str),
+                MessageAttributes={"labourer_id": {"DataType": "String", "StringValue": labourer.id}},
+            )
+        except Exception:  # left pending: published again on the next run
+            logger.exception("Publishing a dead-task notification failed", extra={"task_id": task["task_id"]})
+            return
+        self.tm.mark_dead_task_notified(task["task_id"])
+        counts["notified"] += 1
+
+    def _publish_pending(self, labourer: Labourer, counts: Counter[str]) -> None:
+        """Notifications left pending by a crash or an SNS error, from the last day's dead tasks."""
+        if not self.topic_arn:
+            return
+        since = self.tm.clock.now() - 86_400
+        for task in self.tm.get_dead_tasks(labourer, closed_after=since, notification_pending=True, limit=25):
+            if not self._time_left():
+                return
+            # The index may lag: publish only if the row itself (read consistently) is still pending.
+            current = self.tm.get_closed_task_by_id(task["task_id"])
+            if current.get(NOTIFY_PENDING):
+                self._notify_dead(labourer, current, counts)

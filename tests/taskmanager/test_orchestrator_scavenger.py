@@ -201,3 +201,57 @@ def test_orchestrator_reports_the_queue_after_its_run(make_manager, orchestrator
     manager.create_tasks(manager.get_labourer("alpha"), [{}] * 12)
     run = Orchestrator(manager).run().labourers["alpha"]
     assert run.outcomes["invoked"] == 5 and run.queue_length == 7
+
+
+def test_tasks_claimed_after_this_runs_start_count_as_running(
+    make_manager, orchestrator_config, lambda_endpoint, clock
+):
+    # Given an orchestrator whose run started at t0 and is still busy with another labourer...
+    slow = make_manager(**orchestrator_config)
+    beta = next(lab for lab in slow.open_run_window() if lab.id == "beta")
+    slow.create_tasks(beta, [{}] * 6)
+    # ...when a second orchestrator claims beta's cap at t0 + 5
+    clock.advance(5)
+    assert Orchestrator(make_manager(**orchestrator_config)).run().labourers["beta"].outcomes["invoked"] == 2
+    # Then the first one, counting with its t0 window, still sees them running (the cap holds)
+    assert slow.get_count_of_running_tasks_for_labourer(beta) == 2
+
+
+def test_a_notification_left_pending_is_published_once_on_the_next_run(make_manager, config):
+    class FlakySns:
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+            self.fail = True
+
+        def publish(self, **kwargs):
+            if self.fail:
+                raise ConnectionError("SNS unreachable")
+            self.sent.append(kwargs["Message"])
+
+    manager = make_manager()
+    beta = manager.register_labourers()[1]  # max_attempts 2
+    task = manager.create_task(beta, payload={})
+    manager.mark_task_invoked(beta, task)
+    claimed = manager.mark_task_invoked(beta, task, check_running=False)
+    manager.mark_task_failed(task["task_id"], attempt=claimed["attempts"], error_type="Boom")
+    sns = FlakySns()
+    # When publishing fails, the task is still closed dead, with its notification pending
+    first = Scavenger(make_manager(), sns_client=sns, topic_arn="arn:aws:sns:us-east-1:123456789012:dead").run()
+    assert first.labourers["beta"]["dead"] == 1 and sns.sent == []
+    assert manager.get_closed_task_by_id(task["task_id"])["notify_pending"] is True
+    # Then the next runs publish it exactly once
+    sns.fail = False
+    for _ in range(2):
+        Scavenger(make_manager(), sns_client=sns, topic_arn="arn:aws:sns:us-east-1:123456789012:dead").run()
+    assert len(sns.sent) == 1 and "notify_pending" not in manager.get_closed_task_by_id(task["task_id"])
+
+
+def test_scavenger_stops_before_its_time_runs_out(make_manager, config):
+    manager = make_manager()
+    alpha = manager.register_labourers()[0]
+    for _ in range(3):
+        task = manager.mark_task_invoked(alpha, manager.create_task(alpha, payload={}))
+        manager.mark_task_completed(task["task_id"], attempt=1)
+    report = Scavenger(make_manager()).run(remaining_seconds=lambda: 1.0)
+    assert report.labourers["alpha"]["archived"] == 0
+    assert len(scan_all(config)["tasks"]) == 3
