@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import uuid
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,7 +62,16 @@ class Worker:
 
     def _run(self, event: Mapping[str, Any], task_id: Any, attempt: Any, labourer_id: str) -> dict[str, Any]:
         if task_id and isinstance(attempt, int) and attempt >= 1:
-            start = self._call_assistant({"action": "start_task", "task_id": task_id, "attempt": attempt}, sync=True)
+            start = self._call_assistant(
+                {
+                    "action": "start_task",
+                    "task_id": task_id,
+                    "attempt": attempt,
+                    "labourer_id": event.get("labourer_id"),
+                    "token": uuid.uuid4().hex,  # one per delivery: a retried call is recognised as ours
+                },
+                sync=True,
+            )
             if start.get("outcome") != "accepted":
                 self.logger.info(
                     "Delivery not run", extra={"outcome": start.get("outcome"), "reason": start.get("reason")}

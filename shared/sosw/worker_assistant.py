@@ -34,7 +34,9 @@ class WorkerAssistant:
         attempt = event.get("attempt")
         result: ReportResult
         if action == "start_task":
-            result = self.tm.mark_task_started(task_id, attempt)
+            result = self.tm.mark_task_started(
+                task_id, attempt, token=event.get("token"), labourer_id=event.get("labourer_id")
+            )
         elif action == "mark_task_as_completed":
             result = self.tm.mark_task_completed(
                 task_id, attempt=attempt, result=event.get("result"), stats=event.get("stats")

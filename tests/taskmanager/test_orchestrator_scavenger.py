@@ -255,3 +255,20 @@ def test_scavenger_stops_before_its_time_runs_out(make_manager, config):
     report = Scavenger(make_manager()).run(remaining_seconds=lambda: 1.0)
     assert report.labourers["alpha"]["archived"] == 0
     assert len(scan_all(config)["tasks"]) == 3
+
+
+def test_start_guard_accepts_its_own_retry_and_refuses_a_start_past_the_cooldown(manager, clock):
+    alpha = manager.register_labourers()[0]  # cooldown 30
+    task = manager.mark_task_invoked(alpha, manager.create_task(alpha, payload={}))
+    assert manager.mark_task_started(task["task_id"], 1, token="t1", labourer_id="alpha")
+    # the same call again (botocore retried it after a lost response): still ours
+    assert (
+        manager.mark_task_started(task["task_id"], 1, token="t1", labourer_id="alpha").outcome is ReportOutcome.ACCEPTED
+    )
+    # another delivery of the same attempt
+    assert manager.mark_task_started(task["task_id"], 1, token="t2").outcome is ReportOutcome.DUPLICATE
+    # a delivery that waited longer than the cooldown may not start: it could outlive the expiry
+    late = manager.mark_task_invoked(alpha, task, check_running=False)
+    clock.advance(31)
+    refused = manager.mark_task_started(task["task_id"], late["attempts"], token="t3", labourer_id="alpha")
+    assert refused.outcome is ReportOutcome.STALE and "too late" in refused.reason

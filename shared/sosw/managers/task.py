@@ -1245,12 +1245,18 @@ class TaskManager:
             extra["stats"] = stats
         return self._report(task_id, "failed_at", attempt, extra)
 
-    def mark_task_started(self, task_id: str, attempt: int) -> ReportResult:
+    def mark_task_started(
+        self, task_id: str, attempt: int, *, token: str | None = None, labourer_id: str | None = None
+    ) -> ReportResult:
         """The duplicate-delivery guard: let exactly one delivery of an attempt run the work.
 
         Lambda's asynchronous invocation is at-least-once. A worker calls this (through the
         WorkerAssistant) before working: it is accepted once per attempt, only while that attempt is
         current and unreported; a second delivery gets ``duplicate``, an old attempt ``stale``.
+
+        ``labourer_id`` also refuses a start later than the labourer's cooldown after the claim: run from
+        then, the attempt could outlive its expiry and overlap its own retry. ``token`` (one per delivery)
+        makes a botocore retry of this very call, after a lost response, an acceptance, not a duplicate.
         """
         _ = self.get_db_field_name
         check_task_id(task_id)
@@ -1265,9 +1271,16 @@ class TaskManager:
             & Attr(_("attempts")).eq(attempt)
             & (started.not_exists() | started.ne(attempt))
         )
+        latest_start = None
+        if labourer_id is not None:
+            labourer = self.get_labourer(labourer_id)
+            # greenfield = claim time + delta; starting is safe until claim time + cooldown
+            latest_start = now + self.config["greenfield_invocation_delta"] - int(labourer.cooldown)
+            condition = condition & Attr(_("labourer_id")).eq(labourer.id) & Attr(_("greenfield")).gte(latest_start)
         update = (
             f"SET {ex.name(_('started_attempt'))} = {ex.value(attempt)}, "
-            f"{ex.name(_('started_at'))} = {ex.value(round(self.clock.now(), 3))}"
+            f"{ex.name(_('started_at'))} = {ex.value(round(self.clock.now(), 3))}, "
+            f"{ex.name('started_token')} = {ex.value(token or uuid.uuid4().hex)}"
         )
         try:
             self.dynamo_db_client.update_item(
@@ -1282,7 +1295,17 @@ class TaskManager:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
             old = deserialize_item(exc.response["Item"]) if exc.response.get("Item") else {}
+            if token and old.get("started_token") == token and old.get(_("started_attempt")) == attempt:
+                self.stats["starts_accepted"] += 1  # our own start, retried after a lost response
+                return ReportResult(ReportOutcome.ACCEPTED, task_id)
             outcome, reason = self._why_refused(old, "started_attempt", attempt, now)
+            if (
+                outcome is ReportOutcome.STALE
+                and latest_start is not None
+                and old.get(_("attempts")) == attempt
+                and now <= old.get(_("greenfield"), 0) < latest_start
+            ):
+                reason = "too late to start: run now, the attempt could outlive its expiry"
             self.stats[f"starts_{outcome.value}"] += 1
             return ReportResult(outcome, task_id, reason)
         self.stats["starts_accepted"] += 1
