@@ -30,6 +30,8 @@ from sosw.metrics import put_labourer_metric
 
 ASSISTANT_ENV = "SOSW_WORKER_ASSISTANT_FUNCTION"
 DEFAULT_ASSISTANT = "sosw_worker_assistant"
+# Above this the report leaves its copy of the task out (asynchronous Invoke payloads are limited).
+MAX_TASK_IN_REPORT = 200_000
 
 
 class Worker:
@@ -95,7 +97,12 @@ class Worker:
             put_labourer_metric("worker_failed", 1, labourer_id)
             return {"task_id": task_id, "status": "failed", "error": type(exc).__name__}
         elapsed = time.monotonic() - started
-        self._report(task_id, attempt, "mark_task_as_completed", result=result, stats={"duration": elapsed})
+        report: dict[str, Any] = {"result": result, "stats": {"duration": elapsed}}
+        task = {k: event[k] for k in WORKER_EVENT_FIELDS if k in event}
+        task["payload"] = json.dumps(payload, default=str)
+        if len(task["payload"]) < MAX_TASK_IN_REPORT:
+            report["task"] = task  # lets the assistant close the task in the same write
+        self._report(task_id, attempt, "mark_task_as_completed", **report)
         self.logger.info("Task completed", extra={"duration": elapsed})
         put_labourer_metric("worker_completed", 1, labourer_id)
         put_labourer_metric("worker_duration", elapsed, labourer_id, unit=MetricUnit.Seconds)

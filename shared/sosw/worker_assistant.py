@@ -4,8 +4,9 @@ sosw's contract, so existing sosw workers keep working::
 
     {"action": "mark_task_as_completed" | "mark_task_as_failed", "task_id": ..., "stats": {...}, "result": {...}}
 
-plus, from this project's workers, ``attempt`` (fencing), ``error`` ({"type", "message"}) and the
-``start_task`` action (the duplicate-delivery guard, called synchronously before working).
+plus, from this project's workers, ``attempt`` (fencing), ``error`` ({"type", "message"}), ``task``
+(their copy of the task, so a completion closes it at once) and the ``start_task`` action (the
+duplicate-delivery guard, called synchronously before working).
 """
 
 from __future__ import annotations
@@ -36,6 +37,14 @@ class WorkerAssistant:
         if action == "start_task":
             result = self.tm.mark_task_started(
                 task_id, attempt, token=event.get("token"), labourer_id=event.get("labourer_id")
+            )
+        elif action == "mark_task_as_completed" and isinstance(event.get("task"), Mapping) and attempt is not None:
+            # This project's workers send their copy of the task: completed and closed in one transaction.
+            task = event["task"]
+            if task.get("task_id") != task_id:
+                raise InvalidInputError("task.task_id", f"{task.get('task_id')!r} is not the reported {task_id!r}")
+            result = self.tm.complete_and_archive_task(
+                task, attempt=attempt, result=event.get("result"), stats=event.get("stats")
             )
         elif action == "mark_task_as_completed":
             result = self.tm.mark_task_completed(

@@ -302,5 +302,7 @@ def test_duplicate_delivery_runs_the_work_once_and_stale_attempts_not_at_all(sta
     assert deliver(event)["status"] == "skipped"  # Lambda's at-least-once: the same attempt again
     assert deliver({**event, "attempts": 7})["status"] == "skipped"  # an attempt that is not current
     stack.lambda_.wait_idle(10)
-    stored = tm.get_task_by_id(claimed["task_id"])
-    assert stored["result"] == {"echo": "x", "attempt": 1} and "completed_at" in stored
+    # the worker's completion closed the task at once, with its result
+    closed = tm.get_closed_task_by_id(claimed["task_id"])
+    assert closed["result"] == {"echo": "x", "attempt": 1} and closed["labourer_id_task_status"] == "once_1"
+    assert tm.get_task_by_id(claimed["task_id"]) == {}

@@ -157,17 +157,20 @@ class Figures:
     peak_over_cap: int
 
     def line(self, scenario: str, extra: str = "") -> str:
-        return (f"{scenario}: tasks={self.tasks} closed={self.closed} lost={self.lost} duplicated={self.duplicated} "
-                f"stuck={self.stuck} double_invoked={self.double_invoked} dead={self.dead} "
-                f"dead_wrong_attempts={self.dead_with_wrong_attempts} over_cap={self.peak_over_cap} {extra}")
+        return (
+            f"{scenario}: tasks={self.tasks} closed={self.closed} lost={self.lost} duplicated={self.duplicated} "
+            f"stuck={self.stuck} double_invoked={self.double_invoked} dead={self.dead} "
+            f"dead_wrong_attempts={self.dead_with_wrong_attempts} over_cap={self.peak_over_cap} {extra}"
+        )
 
     def assert_clean(self) -> None:
         assert (self.lost, self.duplicated, self.stuck, self.double_invoked) == (0, 0, 0, 0), self
         assert self.dead_with_wrong_attempts == 0 and self.peak_over_cap == 0, self
 
 
-def check(config: dict[str, Any], ids: list[str], invocations: list[tuple[str, str, int]],
-          peaks: Counter[str] | None = None) -> Figures:
+def check(
+    config: dict[str, Any], ids: list[str], invocations: list[tuple[str, str, int]], peaks: Counter[str] | None = None
+) -> Figures:
     """The invariants: every task in exactly one table and closed once; no attempt delivered twice;
     dead tasks at max_attempts; the cap never exceeded."""
     tables = scan(config)
@@ -183,19 +186,33 @@ def check(config: dict[str, Any], ids: list[str], invocations: list[tuple[str, s
     labourers = TaskManager(config).get_labourers()
     max_attempts = {lab.id: lab.max_attempts for lab in labourers}
     dead = [t for t in closed if t["labourer_id_task_status"].endswith("_0")]
-    wrong = sum(1 for t in dead if t["attempts"] != max_attempts[t["labourer_id"]]
-                and (t.get("last_error") or {}).get("type") != "Planned-never-retry")
+    wrong = sum(
+        1
+        for t in dead
+        if t["attempts"] != max_attempts[t["labourer_id"]]
+        and (t.get("last_error") or {}).get("type") != "Planned-never-retry"
+    )
     caps = {lab.id: lab.max_simultaneous_invocations for lab in labourers}
     over = sum(1 for lab, peak in (peaks or {}).items() if peak > caps.get(lab, peak))
-    return Figures(len(ids), len(closed), lost, duplicated, stuck, sum(1 for n in attempts.values() if n > 1),
-                   len(dead), wrong, over)
+    return Figures(
+        len(ids),
+        len(closed),
+        lost,
+        duplicated,
+        stuck,
+        sum(1 for n in attempts.values() if n > 1),
+        len(dead),
+        wrong,
+        over,
+    )
 
 
 # ------------------------------------------------------------------ processes
 
 
-def loop_process(kind: str, config: dict[str, Any], env: dict[str, str], seconds: float,
-                 crash_at_call: int | None = None) -> None:
+def loop_process(
+    kind: str, config: dict[str, Any], env: dict[str, str], seconds: float, crash_at_call: int | None = None
+) -> None:
     """Body of an orchestrator or scavenger process: run until ``seconds`` pass (or crash at a call)."""
     os.environ.update(env)
     from sosw.orchestrator import Orchestrator
@@ -206,6 +223,7 @@ def loop_process(kind: str, config: dict[str, Any], env: dict[str, str], seconds
     while time.monotonic() < deadline:
         tm = TaskManager(config)
         if crash_at_call is not None:
+
             def maybe_crash(**_: Any) -> None:
                 calls[0] += 1
                 if calls[0] == crash_at_call:
@@ -266,13 +284,17 @@ class DynamoFaults:
         if operation == "TransactWriteItems" and pick < 0.5:
             n = len(json.loads(request.body)["TransactItems"])
             self.injected["TransactionConflict"] += 1
-            return _response(400, {
-                "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
-                "message": "Transaction cancelled",
-                "CancellationReasons": [{"Code": "TransactionConflict"}] * n,
-            })
+            return _response(
+                400,
+                {
+                    "__type": "com.amazonaws.dynamodb.v20120810#TransactionCanceledException",
+                    "message": "Transaction cancelled",
+                    "CancellationReasons": [{"Code": "TransactionConflict"}] * n,
+                },
+            )
         kind = ("ProvisionedThroughputExceededException", "ThrottlingException", "InternalServerError")[
-            int(pick * 3) % 3]
+            int(pick * 3) % 3
+        ]
         self.injected[kind] += 1
         status = 500 if kind == "InternalServerError" else 400
         return _response(status, {"__type": f"com.amazonaws.dynamodb.v20120810#{kind}", "message": "injected"})
@@ -298,9 +320,9 @@ class StaleIndexReads:
     def _key(self, params: dict[str, Any]) -> str | None:
         if params.get("IndexName") != self.index or params.get("Select") == "COUNT":
             return None
-        return json.dumps({k: params.get(k) for k in ("KeyConditionExpression", "ScanIndexForward", "Limit")},
-                          sort_keys=True) + json.dumps(params.get("ExpressionAttributeValues"), sort_keys=True,
-                                                       default=str)
+        return json.dumps(
+            {k: params.get(k) for k in ("KeyConditionExpression", "ScanIndexForward", "Limit")}, sort_keys=True
+        ) + json.dumps(params.get("ExpressionAttributeValues"), sort_keys=True, default=str)
 
     def before(self, request: Any, **_: Any) -> AWSResponse | None:
         key = self._key(json.loads(request.body))

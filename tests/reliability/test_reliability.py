@@ -31,8 +31,7 @@ from tests.reliability.harness import (
 
 pytestmark = [pytest.mark.integration, pytest.mark.parametrize("backend", ["local"], indirect=True)]
 
-FAST = {"duration": 2, "cooldown": 1, "max_duration": 1, "retry_policy": "exponential", "retry_base": 1,
-        "retry_cap": 2}
+FAST = {"duration": 2, "cooldown": 1, "max_duration": 1, "retry_policy": "exponential", "retry_base": 1, "retry_cap": 2}
 
 
 def with_labourers(config: dict[str, Any], labourers: dict[str, dict[str, Any]], **extra: Any) -> dict[str, Any]:
@@ -58,8 +57,9 @@ def environment(workers: SimulatedWorkers) -> dict[str, str]:
     return env
 
 
-def start(kind: str, config: dict[str, Any], env: dict[str, str], seconds: float,
-          crash_at_call: int | None = None) -> multiprocessing.Process:
+def start(
+    kind: str, config: dict[str, Any], env: dict[str, str], seconds: float, crash_at_call: int | None = None
+) -> multiprocessing.Process:
     process = multiprocessing.get_context("spawn").Process(
         target=loop_process, args=(kind, config, env, seconds, crash_at_call), daemon=True
     )
@@ -100,8 +100,12 @@ def test_races_four_orchestrators_two_scavengers(config, monkeypatch):
     # Then: exactly once, everywhere
     figures = check(config, ids, workers.invocations, workers.peaks)
     always = sum(fate(t, 0.10, 0.02) == "always_fail" for t in ids)
-    print("\n" + figures.line("races", f"invocations={len(workers.invocations)} peaks={dict(workers.peaks)} "
-                                       f"seconds={elapsed:.0f}"))
+    print(
+        "\n"
+        + figures.line(
+            "races", f"invocations={len(workers.invocations)} peaks={dict(workers.peaks)} seconds={elapsed:.0f}"
+        )
+    )
     assert done, "tasks still open"
     figures.assert_clean()
     assert figures.dead == always
@@ -119,8 +123,10 @@ def test_crashes_kill_9_at_every_call_of_a_scavenger_run(config, monkeypatch):
         # When scavengers are killed with SIGKILL at their k-th AWS call, for every k of a run, while
         # orchestrators are killed at seeded points too, and fresh processes keep going
         for k in range(1, scaled(24, 60)):
-            runners = [start("orchestrator", config, env, 2.0, crash_at_call=3 + (k * 7) % 11),
-                       start("scavenger", config, env, 2.0, crash_at_call=k)]
+            runners = [
+                start("orchestrator", config, env, 2.0, crash_at_call=3 + (k * 7) % 11),
+                start("scavenger", config, env, 2.0, crash_at_call=k),
+            ]
             for process in runners:
                 process.join(30)
                 kills += process.exitcode == -9
@@ -138,8 +144,9 @@ def test_crashes_kill_9_at_every_call_of_a_scavenger_run(config, monkeypatch):
     figures.assert_clean()
 
 
-def run_threads(config: dict[str, Any], kinds: list[str], until: float,
-                install: Any = None) -> tuple[list[BaseException], list[TaskManager]]:
+def run_threads(
+    config: dict[str, Any], kinds: list[str], until: float, install: Any = None
+) -> tuple[list[BaseException], list[TaskManager]]:
     errors: list[BaseException] = []
     managers: list[TaskManager] = []
     stop_event = threading.Event()
@@ -177,8 +184,9 @@ def test_dynamodb_faults_throttling_5xx_conflicts_and_unprocessed_items(config, 
     faults.install(workers._tm.dynamo_db_client)
     monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", workers.url)
     try:
-        errors, _managers = run_threads(config, ["orchestrator", "orchestrator", "scavenger"], scaled(180, 900),
-                                        install=faults.install)
+        errors, _managers = run_threads(
+            config, ["orchestrator", "orchestrator", "scavenger"], scaled(180, 900), install=faults.install
+        )
     finally:
         workers.close()
     figures = check(config, ids, workers.invocations, workers.peaks)
@@ -191,8 +199,9 @@ def test_dynamodb_faults_throttling_5xx_conflicts_and_unprocessed_items(config, 
 
 def test_lambda_faults_release_the_claim_and_nothing_waits_for_expiry(config, monkeypatch):
     # Expiry is 10 minutes away: a task stuck invoked after a refused Invoke would not finish in time
-    config = with_labourers(config, {"solo": {**FAST, "max_simultaneous_invocations": 10, "duration": 540,
-                                              "cooldown": 60}})
+    config = with_labourers(
+        config, {"solo": {**FAST, "max_simultaneous_invocations": 10, "duration": 540, "cooldown": 60}}
+    )
     ids = create(config, {"solo": scaled(200, 2000)})
     workers = SimulatedWorkers(config, first_fail=0.0, always_fail=0.0, work_seconds=0.01, refuse=0.3)
     monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", workers.url)
@@ -203,8 +212,12 @@ def test_lambda_faults_release_the_claim_and_nothing_waits_for_expiry(config, mo
         workers.close()
     figures = check(config, ids, workers.invocations, workers.peaks)
     released = sum(tm.stats["invocations_rejected"] for tm in managers)
-    print("\n" + figures.line("lambda faults", f"refused={workers.refused} released={released} "
-                                               f"seconds={time.monotonic() - started:.0f}"))
+    print(
+        "\n"
+        + figures.line(
+            "lambda faults", f"refused={workers.refused} released={released} seconds={time.monotonic() - started:.0f}"
+        )
+    )
     assert errors == [] and workers.refused > 0 and released == workers.refused
     figures.assert_clean()
     assert figures.dead == 0  # a refused Invoke never costs an attempt
@@ -217,8 +230,9 @@ def test_stale_index_reads_cause_no_second_invocation(config, monkeypatch):
     monkeypatch.setenv("AWS_ENDPOINT_URL_LAMBDA", workers.url)
     stale = StaleIndexReads(index=TaskManager(config).config["dynamo_db_config"]["index_greenfield"], rate=0.5)
     try:
-        errors, managers = run_threads(config, ["orchestrator", "orchestrator", "scavenger"], scaled(180, 900),
-                                       install=stale.install)
+        errors, managers = run_threads(
+            config, ["orchestrator", "orchestrator", "scavenger"], scaled(180, 900), install=stale.install
+        )
     finally:
         workers.close()
     figures = check(config, ids, workers.invocations, workers.peaks)

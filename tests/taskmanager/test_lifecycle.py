@@ -313,3 +313,38 @@ def test_queue_length_is_estimated_past_the_page_budget(make_manager):
     alpha = manager.register_labourers()[0]
     manager.create_tasks(alpha, [{"pad": "x" * 2000} for _ in range(700)])  # > 1 MB: more than one page
     assert manager.get_length_of_queue_for_labourer(alpha) == 700
+
+
+# ---------------------------------------------------------------- completion that closes at once
+
+
+def worker_copy(manager, task):
+    """What a worker received: its task's identity fields and payload."""
+    return {k: task[k] for k in ("task_id", "labourer_id", "created_at", "greenfield", "attempts", "payload")}
+
+
+def test_completion_with_the_workers_copy_closes_the_task_in_one_transaction(manager, config):
+    _alpha, task = invoked_task(manager, n=1)
+    hook = CountingHook(manager.dynamo_db_client)
+    result = manager.complete_and_archive_task(worker_copy(manager, task), attempt=1, result={"ok": 1}, stats={"s": 2})
+    assert result.outcome is ReportOutcome.ACCEPTED and hook.calls == {"TransactWriteItems": 1}
+    tables = scan_all(config)
+    assert tables["tasks"] == []
+    [closed] = tables["closed"]
+    assert closed["labourer_id_task_status"] == "alpha_1" and closed["result"] == {"ok": 1}
+    assert closed["payload"] == task["payload"] and "completed_at" in closed
+    # the same report again: a duplicate, nothing more written
+    again = manager.complete_and_archive_task(worker_copy(manager, task), attempt=1)
+    assert again.outcome is ReportOutcome.DUPLICATE and scan_all(config)["closed"] == [closed]
+
+
+def test_completion_with_a_stale_copy_writes_nothing(manager, config):
+    alpha, task = invoked_task(manager)
+    copy = worker_copy(manager, task)
+    manager.mark_task_invoked(alpha, task, check_running=False)  # attempt 2 now
+    assert manager.complete_and_archive_task(copy, attempt=1).outcome is ReportOutcome.STALE
+    with pytest.raises(InvalidInputError, match="attempts"):
+        manager.complete_and_archive_task(copy, attempt=2)
+    forged = {**copy, "attempts": 2, "greenfield": 5}
+    assert manager.complete_and_archive_task(forged, attempt=2).outcome is ReportOutcome.STALE
+    assert scan_all(config)["closed"] == [] and scan_all(config)["tasks"][0]["attempts"] == 2
