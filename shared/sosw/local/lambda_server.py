@@ -48,6 +48,8 @@ class FunctionSpec:
     on_failure: str | None = None
     concurrency: int = 2
     max_event_age: float | None = None
+    retry_attempts: int = 0  # Lambda's MaximumRetryAttempts for asynchronous invocations
+    retry_delay: float = 1.0  # Lambda waits about a minute, then two; locally a second
 
     @property
     def arn(self) -> str:
@@ -152,8 +154,9 @@ class _Function:
         self.slots = [_Slot(spec, log_path) for _ in range(spec.concurrency)]
         for slot in self.slots:
             self.idle.put(slot)
-        self.events: queue.Queue[tuple[float, Any] | None] = queue.Queue()
+        self.events: queue.Queue[tuple[float, Any, int] | None] = queue.Queue()
         self.in_flight = 0
+        self.busy = 0
         self._lock = threading.Lock()
         self.threads = [
             threading.Thread(target=self._dispatch, name=f"{spec.name}-{i}", daemon=True)
@@ -162,17 +165,27 @@ class _Function:
         for thread in self.threads:
             thread.start()
 
-    def submit(self, event: Any) -> None:
-        with self._lock:
-            self.in_flight += 1
-        self.server.record(self.spec.name, event)
-        self.events.put((time.time(), event))
+    def submit(
+        self, event: Any, retries_left: int | None = None, enqueued: float | None = None, counted: bool = False
+    ) -> None:
+        if not counted:
+            with self._lock:
+                self.in_flight += 1
+        if retries_left is None:
+            self.server.record(self.spec.name, event)
+        left = self.spec.retry_attempts if retries_left is None else retries_left
+        self.events.put((enqueued or time.time(), event, left))
 
     def invoke_sync(self, event: Any) -> tuple[bool, Any]:
         slot = self.idle.get()
+        with self._lock:
+            self.busy += 1
+            self.server.peak(self.spec.name, self.busy)
         try:
             ok, body = slot.call(event)
         finally:
+            with self._lock:
+                self.busy -= 1
             self.idle.put(slot)
         self.server.count(self.spec.name, "ok" if ok else body.get("errorType", "error"))
         return ok, body
@@ -182,7 +195,7 @@ class _Function:
             item = self.events.get()
             if item is None:
                 return
-            enqueued, event = item
+            enqueued, event, retries_left = item
             try:
                 age = time.time() - enqueued
                 if self.spec.max_event_age is not None and age > self.spec.max_event_age:
@@ -190,7 +203,15 @@ class _Function:
                     self._on_failure(event, "EventAgeExceeded", None)
                     continue
                 ok, body = self.invoke_sync(event)
-                if not ok:
+                if not ok and retries_left > 0:
+                    # Lambda retries a failed asynchronous invocation itself, later, with the same event.
+                    with self._lock:
+                        self.in_flight += 1  # still in flight while it waits for its retry
+                    retry = (event, retries_left - 1, enqueued, True)
+                    timer = threading.Timer(self.spec.retry_delay, self.submit, retry)
+                    timer.daemon = True
+                    timer.start()
+                elif not ok:
                     self._on_failure(event, "RetriesExhausted", body)
             finally:
                 with self._lock:
@@ -239,6 +260,8 @@ class LocalLambda:
         self.counts: dict[str, Counter[str]] = {name: Counter() for name in self.specs}
         #: Every asynchronous event accepted, by function: what tests check "invoked exactly once" against.
         self.deliveries: dict[str, list[Any]] = {name: [] for name in self.specs}
+        #: The most invocations of each function that ran at the same time.
+        self.peaks: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         self._functions: dict[str, _Function] = {}
         self._server = ThreadingHTTPServer((host, port), self._handler_class())
@@ -269,6 +292,10 @@ class LocalLambda:
     def count(self, name: str, outcome: str) -> None:
         with self._counts_lock:
             self.counts[name][outcome] += 1
+
+    def peak(self, name: str, busy: int) -> None:
+        with self._counts_lock:
+            self.peaks[name] = max(self.peaks[name], busy)
 
     def record(self, name: str, event: Any) -> None:
         with self._counts_lock:

@@ -61,16 +61,18 @@ def programmatic_stack(
         "POWERTOOLS_LOG_LEVEL": "INFO",
     }
 
-    def control(role: str, name: str, timeout: float, **env: Any) -> TemplateFunction:
+    def control(role: str, name: str, timeout: float, retries: int = 0, **env: Any) -> TemplateFunction:
+        code = str(LAMBDAS_DIR / role)
+        environment = {**common, **env}
         return TemplateFunction(
-            role, name, str(LAMBDAS_DIR / role), "app.handler", timeout, {**common, **env}, role=role
+            role, name, code, "app.handler", timeout, environment, retry_attempts=retries, role=role
         )
 
     functions = [
         control("orchestrator", ORCHESTRATOR, 60),
         control("scavenger", SCAVENGER, 60, SOSW_DEAD_LETTER_TOPIC_ARN={"Ref": "DeadTasks"}),
-        control("worker_assistant", ASSISTANT, 10),
-        control("failure_handler", FAILURE_HANDLER, 10),
+        control("worker_assistant", ASSISTANT, 10, retries=2),  # as the CDK stack configures them
+        control("failure_handler", FAILURE_HANDLER, 10, retries=2),
     ]
     worker_env = {"SOSW_WORKER_ASSISTANT_FUNCTION": ASSISTANT, "POWERTOOLS_SERVICE_NAME": "worker"}
     for worker in workers:
@@ -83,7 +85,8 @@ def programmatic_stack(
                 worker.timeout,
                 worker_env,
                 on_failure=FAILURE_HANDLER,
-                max_event_age=max(float(worker.settings.get("cooldown", 300)), 1.0),
+                # Lambda accepts 60 s at the least; the start guard refuses what is older than the cooldown
+                max_event_age=max(float(worker.settings.get("cooldown", 300)), 60.0),
             )
         )
     return TemplateStack(
@@ -219,6 +222,7 @@ class LocalStack:
                     on_failure=function.on_failure,
                     concurrency=concurrency,
                     max_event_age=function.max_event_age,
+                    retry_attempts=function.retry_attempts,
                 )
             )
         sqs = boto3.client("sqs")

@@ -32,6 +32,7 @@ class TemplateFunction:
     environment: Mapping[str, Any]  # values may still be {"Ref": ...}: resolved by the local stack
     on_failure: str | None = None  # a function name, or None (a queue or nothing)
     max_event_age: float | None = None
+    retry_attempts: int = 0
     role: str = "worker"  # orchestrator | scavenger | worker_assistant | failure_handler | worker
 
 
@@ -110,6 +111,7 @@ def load(cdk_out: Path, stack_name: str | None = None) -> TemplateStack:
                 environment=props.get("Environment", {}).get("Variables", {}),
                 on_failure=names.get(target) if target else None,
                 max_event_age=invoke.get("MaximumEventAgeInSeconds"),
+                retry_attempts=int(invoke.get("MaximumRetryAttempts", 2)),  # Lambda's default is 2
                 role=_role(logical_id, props),
             )
         )
