@@ -29,7 +29,7 @@ _prefix = itertools.count()
 
 def fast(**settings):
     """Labourer settings for a test that must finish in seconds."""
-    return {"duration": 3, "cooldown": 2, "max_duration": 1, **settings}
+    return {"duration": 3, "cooldown": 5, "max_duration": 1, **settings}
 
 
 @pytest.fixture
@@ -80,8 +80,9 @@ def test_two_labourers_with_limits_all_complete_and_are_archived(stack_factory):
     # Given 300 tasks over two labourers with different caps, one also rate limited
     stack = stack_factory(
         [
-            WorkerSpec("wide", fast(max_simultaneous_invocations=8), concurrency=8),
-            WorkerSpec("narrow", fast(max_simultaneous_invocations=3, max_invocations_per_minute=40), concurrency=3),
+            # twice the cap in endpoint slots: an over-cap invocation would run at once and show in the peak
+            WorkerSpec("wide", fast(max_simultaneous_invocations=8), concurrency=16),
+            WorkerSpec("narrow", fast(max_simultaneous_invocations=3, max_invocations_per_minute=40), concurrency=6),
         ]
     )
     tm = stack.task_manager()
@@ -106,8 +107,24 @@ def test_two_labourers_with_limits_all_complete_and_are_archived(stack_factory):
     assert all(t["labourer_id_task_status"].endswith("_1") and t["attempts"] == 1 for t in tables["closed"])
     deliveries = stack.lambda_.deliveries
     assert len(deliveries["wide"]) == 260 and len(deliveries["narrow"]) == 40
+    assert stack.lambda_.peaks["wide"] <= 8 and stack.lambda_.peaks["narrow"] <= 3, stack.lambda_.peaks
     assert elapsed < 60, "the 40 narrow tasks fit in one rate-limit window"
     print(f"\n300 tasks in {elapsed:.1f} s, peak running {dict(peaks)}")
+
+
+def test_rate_limit_holds_within_the_minute(stack_factory):
+    limited = fast(max_simultaneous_invocations=50, max_invocations_per_minute=10)
+    stack = stack_factory([WorkerSpec("limited", limited, concurrency=20)])
+    tm = stack.task_manager()
+    tm.create_tasks(tm.get_labourer("limited"), [{}] * 30)
+    started = time.monotonic()
+    for _ in range(5):
+        stack.run_orchestrator()
+        stack.run_scavenger()
+    assert time.monotonic() - started < 50
+    stack.lambda_.wait_idle(10)
+    assert len(stack.lambda_.deliveries["limited"]) == 10  # not 30: the cap allows 50, the rate 10 a minute
+    assert tm.get_length_of_queue_for_labourer(tm.get_labourer("limited")) == 20
 
 
 def test_flaky_labourer_every_task_ends_closed_exactly_once(stack_factory):
@@ -124,7 +141,7 @@ def test_flaky_labourer_every_task_ends_closed_exactly_once(stack_factory):
                     retry_cap=2,
                 ),
                 timeout=1.5,
-                concurrency=10,
+                concurrency=20,
             )
         ]
     )
@@ -161,6 +178,7 @@ def test_flaky_labourer_every_task_ends_closed_exactly_once(stack_factory):
     # No attempt was delivered twice
     deliveries = Counter((e["task_id"], e["attempts"]) for e in stack.lambda_.deliveries["flaky"])
     assert max(deliveries.values()) == 1
+    assert stack.lambda_.peaks["flaky"] <= 10
     print(f"\nflaky: {n} tasks, {len(dead)} dead, {sum(deliveries.values())} deliveries, 0 duplicates")
 
 
@@ -212,7 +230,7 @@ def test_health_bad_gets_nothing_and_moderate_gets_half(stack_factory):
 
 
 def test_two_orchestrators_and_two_scavengers_at_once(stack_factory):
-    stack = stack_factory([WorkerSpec("shared", fast(max_simultaneous_invocations=6), concurrency=6)])
+    stack = stack_factory([WorkerSpec("shared", fast(max_simultaneous_invocations=6), concurrency=12)])
     tm = stack.task_manager()
     ids = tm.create_tasks(tm.get_labourer("shared"), [{"sleep": 0.1, "fail_attempts": i % 7 == 0} for i in range(120)])
     stop = threading.Event()
@@ -254,7 +272,7 @@ def test_two_orchestrators_and_two_scavengers_at_once(stack_factory):
     closed_exactly_once(tables, ids)
     deliveries = Counter((e["task_id"], e["attempts"]) for e in stack.lambda_.deliveries["shared"])
     assert max(deliveries.values()) == 1, "an attempt was invoked twice"
-    assert peak[0] <= 6
+    assert peak[0] <= 6 and stack.lambda_.peaks["shared"] <= 6
 
 
 def test_late_and_sosw_style_reports_through_the_worker_assistant(stack_factory):

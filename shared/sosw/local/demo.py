@@ -32,17 +32,17 @@ DEMO_CONTEXT: dict[str, Any] = {
     "workers": {
         "reliable": {
             "code": "lambdas/worker",
-            "timeout": 5,
+            "timeout": 8,
             "max_simultaneous_invocations": 10,
-            "duration": 5,
-            "cooldown": 3,
+            "duration": 8,
+            "cooldown": 5,
         },
         "flaky": {
             "code": "lambdas/worker",
-            "timeout": 3,
+            "timeout": 5,
             "max_simultaneous_invocations": 8,
             "duration": 5,
-            "cooldown": 3,
+            "cooldown": 5,
             "max_attempts": 3,
             "retry_policy": "exponential",
             "retry_base": 1,
@@ -68,7 +68,7 @@ def flaky_payloads(n: int) -> list[tuple[dict[str, Any], str, int]]:
         if i % 20 == 0:
             result.append(({"always_fail": True, "sleep": 0.1}, "dead", 3))
         elif i % 25 == 1:
-            result.append(({"sleep": 6}, "dead", 3))  # passes the 3 s timeout every time
+            result.append(({"sleep": 7}, "dead", 3))  # passes the 5 s timeout every time
         elif i % 5 == 2:
             result.append(({"fail_attempts": 1, "sleep": 0.2}, "completed", 2))
         else:

@@ -33,6 +33,7 @@ from typing import Any
 _INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations")
 _CONFIG = re.compile(r"^/2015-03-31/functions/([^/]+)/configuration")
 ACCOUNT = "000000000000"
+INIT_TIMEOUT = 60.0
 REGION = "us-east-1"
 
 
@@ -89,6 +90,7 @@ def _serve(conn: Any, spec: FunctionSpec, log_path: str | None) -> None:
     sys.path.insert(0, spec.code_dir)
     module_name, _, function_name = spec.handler.rpartition(".")
     handler = getattr(importlib.import_module(module_name), function_name)
+    conn.send(("ready", None))  # the init phase is over: Lambda times it apart from invocations
     while True:
         try:
             event = conn.recv()
@@ -102,6 +104,24 @@ def _serve(conn: Any, spec: FunctionSpec, log_path: str | None) -> None:
             conn.send(("error", {"errorType": type(exc).__name__, "errorMessage": str(exc)}))
 
 
+# Libraries only: sosw's modules read the function's environment (Powertools service name) at import.
+_PRELOAD = ["boto3", "botocore.session", "aws_lambda_powertools", "aws_lambda_powertools.utilities.parameters"]
+
+
+def _process_context() -> multiprocessing.context.BaseContext:
+    """Worker processes come from a fork server that imported boto3 and Powertools once.
+
+    Spawning each from scratch costs a second or more of imports per process, which, with dozens of
+    them on two cores, would eat into the first invocations' timeouts. The fork server is a clean,
+    single-threaded process, so forking it is safe where forking this threaded one is not.
+    """
+    if "forkserver" not in multiprocessing.get_all_start_methods():
+        return multiprocessing.get_context("spawn")
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    return ctx
+
+
 class _Slot:
     """One warm process of a function; replaced when it times out or dies."""
 
@@ -111,11 +131,18 @@ class _Slot:
         self._start()
 
     def _start(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
+        ctx = _process_context()
         self.conn, child = ctx.Pipe()
         self.process = ctx.Process(target=_serve, args=(child, self.spec, self.log_path), daemon=True)
         self.process.start()
         child.close()
+        self.ready = False
+
+    def _wait_ready(self) -> None:
+        """Wait for the init phase (imports): like Lambda, it doesn't count against the function's timeout."""
+        if not self.ready and self.conn.poll(INIT_TIMEOUT):
+            self.conn.recv()
+            self.ready = True
 
     def restart(self) -> None:
         self.stop()
@@ -128,6 +155,11 @@ class _Slot:
         self.conn.close()
 
     def call(self, event: Any) -> tuple[bool, Any]:
+        try:
+            self._wait_ready()
+        except (EOFError, ConnectionError):
+            self.restart()
+            return False, {"errorType": "Runtime.ExitError", "errorMessage": "the process died during init"}
         self.conn.send(event)
         if not self.conn.poll(self.spec.timeout):
             self.restart()
@@ -274,6 +306,9 @@ class LocalLambda:
             self.log_dir.mkdir(parents=True, exist_ok=True)
         for name, spec in self.specs.items():
             self._functions[name] = _Function(self, spec)
+        for function in self._functions.values():  # every process past its init before the first event
+            for slot in function.slots:
+                slot._wait_ready()
         self._thread.start()
         return self
 

@@ -209,7 +209,7 @@ class LocalStack:
             if function.role == "worker":
                 concurrency = self.worker_concurrency.get(function.name, 4)
             elif function.role == "worker_assistant":
-                concurrency = 6
+                concurrency = 12  # every worker calls it synchronously before working
             else:
                 concurrency = self.control_concurrency
             functions.append(
