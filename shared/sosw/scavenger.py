@@ -18,7 +18,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from sosw.labourer import Labourer
-from sosw.managers.task import NOTIFY_PENDING, TaskManager
+from sosw.managers.task import NOTIFY_PENDING, REDRIVE_OFFSET, TaskManager
 from sosw.metrics import put_labourer_metrics
 from sosw.retry import retry_delay
 
@@ -92,7 +92,7 @@ class Scavenger:
         self._publish_pending(labourer, counts)
 
     def _retry_or_close(self, labourer: Labourer, task: dict[str, Any], error: dict[str, Any], counts: Counter) -> None:
-        attempts = int(task.get("attempts", 0))
+        attempts = int(task.get("attempts", 0)) - int(task.get(REDRIVE_OFFSET, 0))
         error_type = str(error.get("type", ""))
         if attempts >= labourer.max_attempts or error_type in labourer.never_retry_errors:
             # The closed row keeps the last error (an expired task has none of its own), and a mark that its

@@ -272,3 +272,29 @@ def test_start_guard_accepts_its_own_retry_and_refuses_a_start_past_the_cooldown
     clock.advance(31)
     refused = manager.mark_task_started(task["task_id"], late["attempts"], token="t3", labourer_id="alpha")
     assert refused.outcome is ReportOutcome.STALE and "too late" in refused.reason
+
+
+def test_redrive_keeps_attempt_numbers_growing_and_gives_max_attempts_afresh(make_manager, config, clock):
+    manager = make_manager()
+    beta = manager.register_labourers()[1]  # max_attempts 2
+    task = manager.create_task(beta, payload={})
+    for attempt in (1, 2):
+        claimed = manager.mark_task_invoked(beta, manager.get_task_by_id(task["task_id"]), check_running=False)
+        manager.mark_task_failed(task["task_id"], attempt=attempt, error_type="Boom")
+        Scavenger(make_manager()).run()
+        clock.advance(61)  # past the retry delay (max_duration 60 x 1)
+        beta = manager.open_run_window()[1]
+        due = manager.get_tasks_to_retry_for_labourer(beta)
+        if due:
+            manager.retry_tasks(beta, due)
+    [dead] = manager.get_dead_tasks(beta)
+    assert dead["attempts"] == 2 and claimed["attempts"] == 2
+    # When it is redriven, its next claim is attempt 3: a late report for attempt 1 can't pass for it
+    assert manager.redrive_task(dead)
+    again = manager.mark_task_invoked(beta, manager.get_task_by_id(task["task_id"]))
+    assert again["attempts"] == 3
+    assert manager.mark_task_completed(task["task_id"], attempt=1).outcome is ReportOutcome.STALE
+    # and one failure does not make it dead again: it has max_attempts (2) afresh
+    manager.mark_task_failed(task["task_id"], attempt=3, error_type="Boom")
+    report = Scavenger(make_manager()).run()
+    assert report.labourers["beta"]["retried"] == 1 and report.labourers["beta"]["dead"] == 0

@@ -61,6 +61,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "NOTIFY_PENDING",
+    "REDRIVE_OFFSET",
     "WORKER_EVENT_FIELDS",
     "CreatedTask",
     "InvokeResult",
@@ -78,6 +79,8 @@ _ATTEMPT_FIELDS = ("completed_at", "failed_at", "desired_launch_time", "started_
 #: Set on a dead task's closed row until its notification is published: a crash between closing and
 #: publishing can't lose the notification (the Scavenger publishes pending ones on its next run).
 NOTIFY_PENDING = "notify_pending"
+#: Attempts a redriven task had used before its redrive: they don't count against max_attempts again.
+REDRIVE_OFFSET = "redrive_offset"
 # What a worker reported about an attempt: cleared when the next attempt is claimed.
 _REPORT_FIELDS = ("result", "stats", "last_error")
 # Task fields a worker receives besides its payload (sosw sends the payload; we add these for fencing).
@@ -993,7 +996,7 @@ class TaskManager:
                 raise
 
     def redrive_task(self, task: dict[str, Any]) -> bool:
-        """Send a dead task back to the end of its queue with its attempts reset, in one transaction."""
+        """Send a dead task back to the end of its queue, with max_attempts afresh, in one transaction."""
         _ = self.get_db_field_name
         labourer = self.get_labourer(task[_("labourer_id")])
         if task.get(_("labourer_id_task_status")) != f"{labourer.id}_0":
@@ -1003,7 +1006,9 @@ class TaskManager:
         }
         dropped.add(TTL_ATTRIBUTE)
         row = {k: v for k, v in task.items() if k not in dropped}
-        row[_("attempts")] = 0
+        # Attempt numbers keep growing (a late report of an old attempt can't pass for a new one); the
+        # offset gives the task its max_attempts afresh.
+        row[REDRIVE_OFFSET] = int(task.get(_("attempts"), 0))
         row[_("greenfield")] = self._next_greenfields(labourer, 1)[0]
         source = Attr(_("task_id")).exists() & Attr(_("closed_at")).eq(task[_("closed_at")])
         moved = self._move(task, source, self.closed_table, {_("task_id"): task[_("task_id")]}, self.tasks_table, row)
