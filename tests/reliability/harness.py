@@ -262,6 +262,7 @@ class DynamoFaults:
     rate: float
     seed: int = 5
     injected: Counter[str] = field(default_factory=Counter)
+    max_retries_seen: int = 0  # the most retries botocore made for one call: the retries are bounded
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -269,6 +270,11 @@ class DynamoFaults:
 
     def install(self, client: Any) -> None:
         client.meta.events.register("before-send.dynamodb", self)
+        client.meta.events.register("needs-retry.dynamodb", self._count_retry)
+
+    def _count_retry(self, attempts: int = 0, **_: Any) -> None:
+        with self._lock:
+            self.max_retries_seen = max(self.max_retries_seen, attempts)
 
     def __call__(self, request: Any, **_: Any) -> AWSResponse | None:
         target = request.headers.get("X-Amz-Target", b"")
@@ -318,11 +324,13 @@ class StaleIndexReads:
         client.meta.events.register("after-call.dynamodb.Query", self.after)
 
     def _key(self, params: dict[str, Any]) -> str | None:
-        if params.get("IndexName") != self.index or params.get("Select") == "COUNT":
+        # Every read of the index, the running count (Select=COUNT) included, may come back stale.
+        if params.get("IndexName") != self.index:
             return None
-        return json.dumps(
-            {k: params.get(k) for k in ("KeyConditionExpression", "ScanIndexForward", "Limit")}, sort_keys=True
-        ) + json.dumps(params.get("ExpressionAttributeValues"), sort_keys=True, default=str)
+        fields = ("KeyConditionExpression", "FilterExpression", "ScanIndexForward", "Limit", "Select")
+        return json.dumps({k: params.get(k) for k in fields}, sort_keys=True) + json.dumps(
+            params.get("ExpressionAttributeValues"), sort_keys=True, default=str
+        )
 
     def before(self, request: Any, **_: Any) -> AWSResponse | None:
         key = self._key(json.loads(request.body))

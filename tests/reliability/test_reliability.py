@@ -146,8 +146,10 @@ def test_crashes_kill_9_at_every_call_of_a_scavenger_run(config, monkeypatch):
 
 def run_threads(
     config: dict[str, Any], kinds: list[str], until: float, install: Any = None
-) -> tuple[list[BaseException], list[TaskManager]]:
-    errors: list[BaseException] = []
+) -> tuple[list[BaseException | str], list[TaskManager]]:
+    """Orchestrator and Scavenger loops in threads. An exception escaping a run is an error, and so is
+    a labourer's run that failed inside (recorded in the run's report)."""
+    errors: list[BaseException | str] = []
     managers: list[TaskManager] = []
     stop_event = threading.Event()
 
@@ -158,7 +160,11 @@ def run_threads(
                 if install:
                     install(tm.dynamo_db_client)
                 managers.append(tm)
-                (Orchestrator(tm) if kind == "orchestrator" else Scavenger(tm)).run()
+                if kind == "orchestrator":
+                    report = Orchestrator(tm).run()
+                    errors.extend(f"{k}: {v.error}" for k, v in report.labourers.items() if v.error)
+                else:
+                    errors.extend(f"{k}: {v}" for k, v in Scavenger(tm).run().errors.items())
                 time.sleep(0.05)
         except BaseException as exc:
             errors.append(exc)
@@ -190,10 +196,16 @@ def test_dynamodb_faults_throttling_5xx_conflicts_and_unprocessed_items(config, 
     finally:
         workers.close()
     figures = check(config, ids, workers.invocations, workers.peaks)
-    print("\n" + figures.line("dynamodb faults", f"injected={dict(faults.injected)}"))
+    print(
+        "\n"
+        + figures.line(
+            "dynamodb faults", f"injected={dict(faults.injected)} max_retries_of_one_call={faults.max_retries_seen}"
+        )
+    )
     assert errors == []
     assert sum(faults.injected.values()) > 50 and faults.injected["UnprocessedItems"] > 0
     assert faults.injected["TransactionConflict"] > 0
+    assert 0 < faults.max_retries_seen <= 5  # botocore's standard mode: 6 tries at most
     figures.assert_clean()
 
 
