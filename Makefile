@@ -35,6 +35,19 @@ demo: venv
 reliability: venv dynamodb-local
 	SOSW_SCALE=full $(PY) -m pytest tests/reliability -s -q -p no:cacheprovider
 
+## bench: this stack against sosw 0.7.51 (PyPI, in its own virtualenv) on one DynamoDB Local, about 17 min on
+## 2 cores; writes bench/results.json and bench/results.md. BENCH_SCALE=0.1 for a quick run (bench/README.md)
+BENCH_SOSW_VENV := .cache/bench-sosw-venv
+
+$(BENCH_SOSW_VENV)/.installed:
+	$(PYTHON) -m venv $(BENCH_SOSW_VENV)
+	$(BENCH_SOSW_VENV)/bin/pip install --quiet --upgrade pip
+	$(BENCH_SOSW_VENV)/bin/pip install --quiet 'sosw==0.7.51' boto3
+	touch $@
+
+bench: venv dynamodb-local $(BENCH_SOSW_VENV)/.installed
+	$(PY) -m bench.run
+
 ## unit: the fast tests only (moto), no Java needed
 unit: venv
 	$(PY) -m pytest -m "not integration"
