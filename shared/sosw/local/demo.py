@@ -24,7 +24,9 @@ from rich.table import Table
 from sosw.local.stack import LocalStack
 from sosw.local.template import synthesize
 
-#: The demo's stack, as cdk.json context: the local run is the stack this synthesizes.
+#: The demo's stack, as cdk.json context: the local run is the stack this synthesizes. The cooldown
+#: leaves room for the cold starts of a few dozen local processes on two cores: the start guard
+#: refuses a delivery that starts later than the cooldown after its claim.
 DEMO_CONTEXT: dict[str, Any] = {
     "stage": "demo",
     "nag": False,
@@ -35,14 +37,14 @@ DEMO_CONTEXT: dict[str, Any] = {
             "timeout": 8,
             "max_simultaneous_invocations": 10,
             "duration": 8,
-            "cooldown": 5,
+            "cooldown": 20,
         },
         "flaky": {
             "code": "lambdas/worker",
             "timeout": 5,
             "max_simultaneous_invocations": 8,
             "duration": 5,
-            "cooldown": 5,
+            "cooldown": 20,
             "max_attempts": 3,
             "retry_policy": "exponential",
             "retry_base": 1,
@@ -193,24 +195,33 @@ def _summary(console: Console, counts, closed, expect: Expectation, elapsed: flo
         problems.append(f"{len(set(expect.attempts) - set(by_id))} task(s) not closed")
     if by_id and max(by_id.values()) > 1:
         problems.append("a task was closed twice")
+    extra_attempts = 0
     for task in closed:
         task_id = task["task_id"]
         want_dead = task_id in expect.dead
+        wanted = expect.attempts.get(task_id, 0)
         if task["labourer_id_task_status"].endswith("_0") != want_dead:
             problems.append(f"{task_id} ended {'completed' if not want_dead else 'dead'} unexpectedly")
-        elif task["attempts"] != expect.attempts.get(task_id):
+        elif want_dead and task["attempts"] != wanted:
+            problems.append(f"{task_id} ({task['labourer_id']}): dead after {task['attempts']} attempts, not {wanted}")
+        elif task["attempts"] < wanted:
             problems.append(
-                f"{task_id} ({task['labourer_id']}): {task['attempts']} attempts, expected "
-                f"{expect.attempts.get(task_id)}; last error {task.get('last_error')}"
+                f"{task_id} ({task['labourer_id']}): completed in {task['attempts']} attempts, "
+                f"before its payload lets it ({wanted})"
             )
+        else:
+            # A completed task may need more attempts than its payload asks when the machine is slow
+            # (a worker timed out, or its delivery started too late): retried, as it should be.
+            extra_attempts += task["attempts"] - wanted
     if sorted(m["task_id"] for m in dead_letters) != sorted(expect.dead):
         problems.append(f"{len(dead_letters)} dead-task notifications for {len(expect.dead)} dead tasks")
     if problems:
         for problem in problems[:10]:
             console.print(f"[red]FAIL[/] {problem}")
         return 1
+    retried = f"; {extra_attempts} attempt(s) retried beyond the plan (slow machine)" if extra_attempts else ""
     console.print(
         f"[green]OK[/]: every task closed exactly once as expected "
-        f"({len(expect.completed)} completed, {len(expect.dead)} dead, one notification each)"
+        f"({len(expect.completed)} completed, {len(expect.dead)} dead, one notification each{retried})"
     )
     return 0
