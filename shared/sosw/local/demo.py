@@ -72,9 +72,9 @@ def flaky_payloads(n: int) -> list[tuple[dict[str, Any], str, int]]:
         elif i % 25 == 1:
             result.append(({"sleep": 7}, "dead", 3))  # passes the 5 s timeout every time
         elif i % 5 == 2:
-            result.append(({"fail_attempts": 1, "sleep": 0.2}, "completed", 2))
+            result.append(({"fail_attempts": 1, "sleep": 0.1}, "completed", 2))
         else:
-            result.append(({"sleep": 0.3}, "completed", 1))
+            result.append(({"sleep": 0.1}, "completed", 1))
     return result
 
 
@@ -108,7 +108,7 @@ def run_demo(
         tm = stack.task_manager()
         expect = Expectation()
         reliable_ids = tm.create_tasks(
-            tm.get_labourer("reliable"), [{"echo": i, "sleep": 0.2} for i in range(n_reliable)]
+            tm.get_labourer("reliable"), [{"echo": i, "sleep": 0.05} for i in range(n_reliable)]
         )
         expect.completed.update(reliable_ids)
         expect.attempts.update(dict.fromkeys(reliable_ids, 1))
