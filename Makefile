@@ -35,7 +35,7 @@ demo: venv
 reliability: venv dynamodb-local
 	SOSW_SCALE=full $(PY) -m pytest tests/reliability -s -q -p no:cacheprovider
 
-## bench: this stack against sosw 0.7.51 (PyPI, in its own virtualenv) on one DynamoDB Local, about 17 min on
+## bench: this stack against sosw 0.7.51 (PyPI, in its own virtualenv) on one DynamoDB Local, about 16 min on
 ## 2 cores; writes bench/results.json and bench/results.md. BENCH_SCALE=0.1 for a quick run (bench/README.md)
 BENCH_SOSW_VENV := .cache/bench-sosw-venv
 

@@ -456,7 +456,7 @@ def lifecycle(stack: Stack, spec: dict[str, Any], meter: DynamoMeter) -> dict[st
     say(
         f"  {label}: (d) {left} left to archive: done in {p['seconds']:.2f} s ({runs} run(s)), {p['requests']} requests"
     )
-    return {"phases": phases.results, "notes": notes}
+    return {"phases": phases.results, "notes": notes, "left_after_reports": left}
 
 
 def retry_workload(stack: Stack, spec: dict[str, Any], meter: DynamoMeter) -> dict[str, Any]:

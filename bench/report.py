@@ -10,7 +10,7 @@ from typing import Any
 CORE = ("create", "orchestrate", "complete", "scavenge")
 
 
-def derived(run: dict[str, Any]) -> dict[str, Any]:
+def derived(run: dict[str, Any], cores: int = 2) -> dict[str, Any]:
     """Rates and per-task costs of one lifecycle run."""
     n, phases = run["n"], run["phases"]
 
@@ -19,11 +19,17 @@ def derived(run: dict[str, Any]) -> dict[str, Any]:
 
     seconds = total("seconds", phases)
     guard = phases.get("guard")
+    left = run.get("left_after_reports")
+    if left is None:  # older results: the Scavenger wrote nothing if the completions had closed every task
+        left = n if set(phases["scavenge"]["by_operation"]) - {"Query"} else 0
+    archive = _fmt(left / phases["scavenge"]["seconds"], 0) if left else "closed on report"
     return {
         "create_rate": n / phases["create"]["seconds"],
         "dispatch_rate": n / phases["orchestrate"]["seconds"],
         "report_rate": n / phases["complete"]["seconds"],
-        "archive_rate": n / phases["scavenge"]["seconds"],
+        # Tasks the Scavenger had to archive per second; None when the completions closed them all at once.
+        "archive_rate": left / phases["scavenge"]["seconds"] if left else None,
+        "archive_cell": archive,
         "lifecycle_seconds": seconds,
         "throughput": n / seconds,
         "throughput_without_guard": n / (seconds - guard["seconds"]) if guard else n / seconds,
@@ -34,7 +40,21 @@ def derived(run: dict[str, Any]) -> dict[str, Any]:
         "guard_requests_per_task": guard["requests"] / n if guard else None,
         "guard_wcu_aws_per_task": guard["wcu_aws"] / n if guard else None,
         "phase_requests_per_task": {p: phases[p]["requests"] / n for p in phases},
+        "others_cpu_share": _others_share(phases.values(), cores),
     }
+
+
+def _others_share(phases: Iterable[dict[str, Any]], cores: int) -> float | None:
+    """Share of the machine's CPU capacity used by other processes (other sessions) during these phases."""
+    others = seconds = 0.0
+    for phase in phases:
+        cpu = phase.get("cpu_seconds", {})
+        if "machine" not in cpu:
+            return None
+        own = sum(cpu.get(k, 0.0) for k in ("stack", "dynamodb_local", "lambda_endpoint"))
+        others += max(0.0, cpu["machine"] - own)
+        seconds += phase["seconds"]
+    return others / (cores * seconds) if seconds else None
 
 
 def _median(values: list[float]) -> float | None:
@@ -48,14 +68,17 @@ def lifecycle_figures(results: dict[str, Any]) -> dict[tuple[str, int, int], dic
         groups.setdefault((run["stack"], run["n"], run["delay_ms"]), []).append(run)
     figures = {}
     for key, runs in groups.items():
-        good = [derived(r) for r in runs if r["ok"]]
+        good = [derived(r, results["machine"]["cores"] or 1) for r in runs if r["ok"]]
         entry: dict[str, Any] = {"runs": len(runs), "failed": len(runs) - len(good)}
         if good:
             for metric in good[0]:
                 if metric == "phase_requests_per_task":
                     phases = good[0][metric].keys()
                     entry[metric] = {p: _median([g[metric][p] for g in good]) for p in phases}
-                elif good[0][metric] is not None:
+                elif metric == "archive_cell":
+                    rate = [g["archive_rate"] for g in good]
+                    entry[metric] = _fmt(_median(rate), 0) if all(r is not None for r in rate) else good[0][metric]
+                elif all(g[metric] is not None for g in good):
                     entry[metric] = _median([g[metric] for g in good])
                 else:
                     entry[metric] = None
@@ -80,6 +103,10 @@ def _errors(phase: dict[str, Any]) -> str:
     """DynamoDB and Lambda errors of a phase (a refused condition is an error to DynamoDB, not to the stack)."""
     errors = {**phase.get("errors", {}), **{f"Lambda {k}": v for k, v in phase.get("lambda_errors", {}).items()}}
     return ", ".join(f"{k} {v}" for k, v in sorted(errors.items())) or "none"
+
+
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.0%}"
 
 
 def _flat(values: list[float], tolerance: float = 0.10) -> bool:
@@ -278,24 +305,28 @@ def render_markdown(results: dict[str, Any]) -> str:
         "## Lifecycle workload: create N, orchestrate until all invoked, every worker reports completed, scavenge",
         "",
         "Rates are N / the phase's time; lifecycle = N / the sum of the phases (ours: the guard included). "
-        "Per-task costs exclude the guard, shown apart.",
+        "Per-task costs exclude the guard, shown apart. Other load: the share of the machine's CPU that other "
+        "processes (other sessions on this machine) used meanwhile: a run with a high share is slower than it "
+        "should be.",
         "",
         "| stack | N | invoke delay | create tasks/s | dispatch inv./s | reports/s | archive tasks/s | lifecycle "
-        "tasks/s [without guard] | requests/task | guard req./task | WCU/task AWS [Local] | RCU/task | end state |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "tasks/s [without guard] | requests/task | guard req./task | WCU/task AWS [Local] | RCU/task | other load | "
+        "end state |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for (stack, n, delay), f in sorted(figures.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
         state = "OK" if not f["failed"] else f"**{f['failed']} of {f['runs']} failed**"
         if "create_rate" not in f:
-            lines.append(f"| {stack} | {n:,} | {delay} ms | | | | | | | | | | {state} |")
+            lines.append(f"| {stack} | {n:,} | {delay} ms | | | | | | | | | | | {state} |")
             continue
         lines.append(
             f"| {stack} | {n:,} | {delay} ms | {_fmt(f['create_rate'], 0)} | {_fmt(f['dispatch_rate'], 0)} | "
-            f"{_fmt(f['report_rate'], 0)} | {_fmt(f['archive_rate'], 0)} | {_fmt(f['throughput'])} "
+            f"{_fmt(f['report_rate'], 0)} | {f['archive_cell']} | "
+            f"{_fmt(f['throughput'])} "
             f"[{_fmt(f['throughput_without_guard'])}] | "
             f"{_fmt(f['requests_per_task'], 3)} | {_fmt(f['guard_requests_per_task'], 3)} | "
             f"{_fmt(f['wcu_aws_per_task'], 2)} [{_fmt(f['wcu_per_task'], 2)}] | {_fmt(f['rcu_per_task'], 2)} | "
-            f"{state} |"
+            f"{_pct(f.get('others_cpu_share'))} | {state} |"
         )
 
     lines += [
@@ -394,8 +425,10 @@ def render_markdown(results: dict[str, Any]) -> str:
         'reports a transactional write at 4x a plain one (AWS bills 2x): "AWS rule" halves its TransactWriteItems '
         "figure, [Local] is its own. The AWS rule counts a transaction's index writes at 2x too (an upper bound).",
         "- Workers are invoked through a loopback Lambda endpoint in its own process (keep-alive, answering after the "
-        "invoke delay). Workers report 16 at a time through the real completion path (ours: `WorkerAssistant.handle`,"
-        " first `start_task`, the guard, then `mark_task_as_completed`; sosw: its `WorkerAssistant`).",
+        "invoke delay). Each stack's own Worker class builds the reports from the event it received (not timed); "
+        "they are applied 16 at a time through the stack's WorkerAssistant (ours: `start_task`, the guard, then "
+        "`mark_task_as_completed` with the worker's copy of the task, which closes it at once; sosw: "
+        "`mark_task_as_completed`, then the Scavenger archives). All reports run in one process for both stacks.",
         "- The end state is read from the tables and the endpoint's record after every run: N closed (completed, or "
         "dead after 3 attempts), nothing open or waiting, every task invoked exactly once per attempt. A failed "
         "check marks the run failed.",
@@ -404,3 +437,14 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+if __name__ == "__main__":  # re-render bench/results.md from bench/results.json (after changing this module)
+    import json
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parent
+    data = json.loads((bench / "results.json").read_text())
+    data["summary"] = summarize(data)
+    (bench / "results.json").write_text(json.dumps(data, indent=1) + "\n")
+    (bench / "results.md").write_text(render_markdown(data))

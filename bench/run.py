@@ -214,6 +214,7 @@ class Bench:
             "error": result.get("error"),
             "problems": problems + result.get("notes", []),
             "phases": result.get("phases", {}),
+            "left_after_reports": result.get("left_after_reports"),
         }
         verdict = "OK" if record_["ok"] else f"FAILED: {record_['error'] or record_['problems']}"
         say(f"   {tag}: end state {verdict}")
