@@ -8,6 +8,7 @@ package (also named ``sosw``) is not installed. Each stack is driven through the
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import sys
 import threading
@@ -40,6 +41,9 @@ READ_OPS = frozenset({"GetItem", "Query", "Scan", "BatchGetItem", "TransactGetIt
 
 #: Workers report back this many at a time (both stacks): in production each worker Lambda reports on its own.
 REPORTERS = 16
+#: ... from this many processes (REPORTERS / REPORT_PROCESSES threads each): workers are separate Lambdas, so
+#: one process's GIL must not be what limits how fast they report (it was: about 1.5 ms of CPU per report).
+REPORT_PROCESSES = 4
 
 
 def say(message: str) -> None:
@@ -68,6 +72,7 @@ class DynamoMeter:
         self.wcu_aws = 0.0
         self.lambda_requests: Counter[str] = Counter()  # not DynamoDB: counted apart, to explain a phase's time
         self.lambda_errors: Counter[str] = Counter()
+        self.cpu_elsewhere = 0.0  # CPU seconds of the reporter processes, which run the stack's code too
 
     def install(self, events: Any) -> None:
         events.register("before-parameter-build.dynamodb", self._ask_capacity)
@@ -128,6 +133,21 @@ class DynamoMeter:
     def _lambda_failed(self, exception: Exception, event_name: str, **_: Any) -> None:
         with self._lock:
             self.lambda_errors[f"{event_name.rsplit('.', 1)[-1]}:{type(exception).__name__}"] += 1
+
+    def merge(self, delta: dict[str, Any], cpu_seconds: float) -> None:
+        """Add what a reporter process metered (a :func:`_diff` of its own meter) and the CPU it used."""
+        with self._lock:
+            for key, counter in (
+                ("by_operation", self.requests),
+                ("errors", self.errors),
+                ("lambda_requests", self.lambda_requests),
+                ("lambda_errors", self.lambda_errors),
+            ):
+                counter.update(delta[key])
+            self.rcu += delta["rcu"]
+            self.wcu += delta["wcu"]
+            self.wcu_aws += delta["wcu_aws"]
+            self.cpu_elsewhere += cpu_seconds
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -194,7 +214,7 @@ class Phases:
 
     def _cpu(self) -> dict[str, float | None]:
         return {
-            "stack": time.process_time(),
+            "stack": time.process_time() + self.meter.cpu_elsewhere,
             **{name: cpu_seconds(pid) for name, pid in self.pids.items()},
             "machine": machine_cpu_seconds(),
         }
@@ -394,12 +414,52 @@ class WorkloadFailed(Exception):
     pass
 
 
-def _report_all(stack_fn: Callable[[dict[str, Any]], str], invocations: Iterable[dict[str, Any]]) -> Counter[str]:
+def _report_in_threads(stack_fn: Callable[[dict[str, Any]], str], reports: Iterable[dict[str, Any]]) -> Counter[str]:
+    """A few reports at a time (the scaling workload's ten per cycle), in this process."""
     with ThreadPoolExecutor(REPORTERS, thread_name_prefix="worker") as pool:
-        return Counter(pool.map(stack_fn, invocations))
+        return Counter(pool.map(stack_fn, reports))
 
 
-def lifecycle(stack: Stack, spec: dict[str, Any], meter: DynamoMeter) -> dict[str, Any]:
+class Reporters:
+    """Processes that apply workers' reports through the stack's WorkerAssistant, as separate worker Lambdas would.
+
+    Forked once per run (before any phase is timed); each builds its own stack (its own clients) and meters
+    what it sends with its copy of the meter, which it hands back with its CPU time: the phase counts both.
+    """
+
+    _child: dict[str, Any] = {}
+
+    def __init__(self, make_stack: Callable[[dict[str, Any]], Stack], spec: dict[str, Any], meter: DynamoMeter) -> None:
+        self.meter = meter
+        context = multiprocessing.get_context("fork")  # the children inherit the imported stack, no re-import
+        self.pool = context.Pool(REPORT_PROCESSES, initializer=Reporters._start, initargs=(make_stack, spec, meter))
+
+    @staticmethod
+    def _start(make_stack: Callable[[dict[str, Any]], Stack], spec: dict[str, Any], meter: DynamoMeter) -> None:
+        Reporters._child.update(stack=make_stack(spec), meter=meter)
+
+    @staticmethod
+    def _apply(batch: list[dict[str, Any]]) -> tuple[Counter[str], dict[str, Any], float]:
+        stack, meter = Reporters._child["stack"], Reporters._child["meter"]
+        before, cpu = meter.snapshot(), time.process_time()
+        with ThreadPoolExecutor(max(1, REPORTERS // REPORT_PROCESSES), thread_name_prefix="worker") as pool:
+            outcomes = Counter(pool.map(stack.report, batch))
+        return outcomes, _diff(meter.snapshot(), before), time.process_time() - cpu
+
+    def report_all(self, reports: list[dict[str, Any]]) -> Counter[str]:
+        chunks = [reports[i :: REPORT_PROCESSES * 4] for i in range(REPORT_PROCESSES * 4)]
+        outcomes: Counter[str] = Counter()
+        for counted, delta, cpu in self.pool.imap_unordered(Reporters._apply, [c for c in chunks if c]):
+            outcomes.update(counted)
+            self.meter.merge(delta, cpu)
+        return outcomes
+
+    def close(self) -> None:
+        self.pool.close()
+        self.pool.join()
+
+
+def lifecycle(stack: Stack, spec: dict[str, Any], meter: DynamoMeter, reporters: Reporters) -> dict[str, Any]:
     """(a) create N, (b) orchestrate until all are invoked, (c) every worker reports completed, (d) scavenge."""
     n, labourer_id = spec["n"], spec["labourer_id"]
     tables, endpoint = Tables(spec["tables"]), Endpoint(spec["lambda_url"])
@@ -426,17 +486,17 @@ def lifecycle(stack: Stack, spec: dict[str, Any], meter: DynamoMeter) -> dict[st
     )
 
     # The workers' reports, built by each stack's own Worker class (not timed), then applied through its
-    # WorkerAssistant, 16 at a time: the guard first (ours), then the completions.
+    # WorkerAssistant, 16 at a time from 4 processes: the guard first (ours), then the completions.
     reports = [r for event in endpoint.invocations(labourer_id) for r in stack.worker_reports(event)]
     guard = [r for r in reports if r.get("action") == GUARD]
     completions = [r for r in reports if r.get("action") != GUARD]
     if guard:
-        outcomes = phases.run("guard", lambda: _report_all(stack.report, guard))
+        outcomes = phases.run("guard", lambda: reporters.report_all(guard))
         if outcomes != Counter({"accepted": len(guard)}):
             notes.append(f"start_task outcomes {dict(outcomes)}")
         p = phases.results["guard"]
         say(f"  {label}: (c0) duplicate-delivery guard for {n} in {p['seconds']:.2f} s, {p['requests']} requests")
-    outcomes = phases.run("complete", lambda: _report_all(stack.report, completions))
+    outcomes = phases.run("complete", lambda: reporters.report_all(completions))
     if len(completions) != n or set(outcomes) - {"accepted", "ok"}:
         notes.append(f"{len(completions)} completion reports, outcomes {dict(outcomes)}")
     p = phases.results["complete"]
@@ -512,7 +572,7 @@ def scaling(stack: Stack, spec: dict[str, Any], meter: DynamoMeter) -> dict[str,
         reports = [r for event in new for r in stack.worker_reports(event)]
         for step in (GUARD, None):  # the guard first, then the completions
             batch = [r for r in reports if (r.get("action") == GUARD) == (step == GUARD)]
-            phases.run("complete", lambda batch=batch: _report_all(stack.report, batch))
+            phases.run("complete", lambda batch=batch: _report_in_threads(stack.report, batch))
         phases.run("scavenge", stack.scavenge_once)
         queued -= len(new)
         archived += len(new)
@@ -542,7 +602,7 @@ def scaling(stack: Stack, spec: dict[str, Any], meter: DynamoMeter) -> dict[str,
     return {"steps": steps}
 
 
-WORKLOADS = {"lifecycle": lifecycle, "retry": retry_workload, "scaling": scaling}
+WORKLOADS = {"retry": retry_workload, "scaling": scaling}  # lifecycle: with reporter processes (runner_main)
 
 
 def runner_main(make_stack: Callable[[dict[str, Any]], Stack], meter: DynamoMeter) -> None:
@@ -553,7 +613,14 @@ def runner_main(make_stack: Callable[[dict[str, Any]], Stack], meter: DynamoMete
     result: dict[str, Any] = {"ok": True}
     try:
         stack = make_stack(spec)
-        result.update(WORKLOADS[spec["workload"]](stack, spec, meter))
+        if spec["workload"] == "lifecycle":
+            reporters = Reporters(make_stack, spec, meter)
+            try:
+                result.update(lifecycle(stack, spec, meter, reporters))
+            finally:
+                reporters.close()
+        else:
+            result.update(WORKLOADS[spec["workload"]](stack, spec, meter))
     except Exception as exc:  # reported as a failed run, not as fast
         import traceback
 

@@ -426,9 +426,10 @@ def render_markdown(results: dict[str, Any]) -> str:
         "figure, [Local] is its own. The AWS rule counts a transaction's index writes at 2x too (an upper bound).",
         "- Workers are invoked through a loopback Lambda endpoint in its own process (keep-alive, answering after the "
         "invoke delay). Each stack's own Worker class builds the reports from the event it received (not timed); "
-        "they are applied 16 at a time through the stack's WorkerAssistant (ours: `start_task`, the guard, then "
+        "they are applied 16 at a time, from 4 processes, through the stack's WorkerAssistant (ours: `start_task`, "
+        "the guard, then "
         "`mark_task_as_completed` with the worker's copy of the task, which closes it at once; sosw: "
-        "`mark_task_as_completed`, then the Scavenger archives). All reports run in one process for both stacks.",
+        "`mark_task_as_completed`, then the Scavenger archives). The same for both stacks.",
         "- The end state is read from the tables and the endpoint's record after every run: N closed (completed, or "
         "dead after 3 attempts), nothing open or waiting, every task invoked exactly once per attempt. A failed "
         "check marks the run failed.",
