@@ -13,7 +13,8 @@ from botocore.config import Config
 
 #: Connections kept open per client. The Orchestrator invokes from up to ``orchestrator_max_workers``
 #: threads on shared clients; with botocore's default of 10, every thread past the tenth opens and
-#: drops a connection per call (a profile of a 1,000-task dispatch showed 15% of the invoking threads' time spent opening connections).
+#: drops a connection per call (in a profile of a 1,000-task dispatch, the invoking threads spent 15% of
+#: their time opening connections).
 MAX_POOL_CONNECTIONS = 64
 
 #: Lambda Invoke must never be retried by botocore: a retry after a read timeout can deliver the

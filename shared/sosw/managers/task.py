@@ -1030,6 +1030,32 @@ class TaskManager:
             )
         return task
 
+    def _update_open_task(
+        self, task_id: str, update: str, condition: ConditionBase, ex: Expressions, *, return_new: bool = True
+    ) -> tuple[bool, dict[str, Any]]:
+        """A conditional UpdateItem of one task: ``(True, the item after)``, or ``(False, the item as it was)``
+        (``{}`` if there is none) when the condition fails: a refusal is an answer here, not an exception.
+
+        The claim, the start guard and the reports all work so: the old item, returned by the same
+        request, tells our own call retried by botocore (same token) from someone else's change.
+        """
+        condition_expression = ex.condition(condition)
+        try:
+            response = self.dynamo_db_client.update_item(
+                TableName=self.tasks_table,
+                Key=serialize_item({self.get_db_field_name("task_id"): task_id}),
+                UpdateExpression=update,
+                ConditionExpression=condition_expression,
+                ReturnValues="ALL_NEW" if return_new else "NONE",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                **ex.params(),
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            return False, deserialize_item(exc.response["Item"]) if exc.response.get("Item") else {}
+        return True, deserialize_item(response.get("Attributes") or {})
+
     def mark_task_invoked(
         self, labourer: Labourer, task: dict[str, Any], check_running: bool | None = True
     ) -> dict[str, Any]:
@@ -1060,31 +1086,16 @@ class TaskManager:
             f"ADD {ex.name(_('attempts'))} {ex.value(1)} REMOVE {cleared}"
         )
         log = {"task_id": task[_("task_id")], "labourer_id": labourer.id}
-        try:
-            response = self.dynamo_db_client.update_item(
-                TableName=self.tasks_table,
-                Key=serialize_item({_("task_id"): task[_("task_id")]}),
-                UpdateExpression=update,
-                ConditionExpression=ex.condition(condition),
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                **ex.params(),
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
-            old = deserialize_item(exc.response["Item"]) if exc.response.get("Item") else {}
-            if old and old.get(_("labourer_id")) != labourer.id:
+        written, claimed = self._update_open_task(task[_("task_id")], update, condition, ex)
+        if not written:  # ``claimed`` is the task as it was
+            if claimed and claimed.get(_("labourer_id")) != labourer.id:
                 raise InvalidInputError(
                     _("labourer_id"),
-                    f"task {task[_('task_id')]!r} belongs to {old.get(_('labourer_id'))!r}, not to {labourer.id!r}",
-                ) from exc
-            if old.get("claim_token") == token:
-                # Our own claim, retried by botocore after a lost response: it did succeed.
-                logger.info("Task claimed", extra={**log, "attempt": old.get(_("attempts"))})
-                return old
-            raise TaskAlreadyInvokedError(task[_("task_id")]) from exc
-        claimed = deserialize_item(response["Attributes"])
+                    f"task {task[_('task_id')]!r} belongs to {claimed.get(_('labourer_id'))!r}, not to {labourer.id!r}",
+                )
+            if claimed.get("claim_token") != token:
+                raise TaskAlreadyInvokedError(task[_("task_id")])
+            # else it is our own claim, retried by botocore after a lost response: it did succeed.
         logger.info("Task claimed", extra={**log, "attempt": claimed.get(_("attempts"))})
         return claimed
 
@@ -1370,19 +1381,8 @@ class TaskManager:
             f"{ex.name(_('started_at'))} = {ex.value(round(self.clock.now(), 3))}, "
             f"{ex.name('started_token')} = {ex.value(token or uuid.uuid4().hex)}"
         )
-        try:
-            self.dynamo_db_client.update_item(
-                TableName=self.tasks_table,
-                Key=serialize_item({_("task_id"): task_id}),
-                UpdateExpression=update,
-                ConditionExpression=ex.condition(condition),
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                **ex.params(),
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
-            old = deserialize_item(exc.response["Item"]) if exc.response.get("Item") else {}
+        written, old = self._update_open_task(task_id, update, condition, ex, return_new=False)
+        if not written:
             if token and old.get("started_token") == token and old.get(_("started_attempt")) == attempt:
                 self.stats["starts_accepted"] += 1  # our own start, retried after a lost response
                 return ReportResult(ReportOutcome.ACCEPTED, task_id)
@@ -1427,20 +1427,9 @@ class TaskManager:
             condition = condition & Attr(_("attempts")).eq(attempt)
         sets = [f"{ex.name(_(state_field))} = {ex.value(round(self.clock.now(), 3))}"]
         sets += [f"{ex.name(k)} = {ex.value(v)}" for k, v in values.items()]
-        try:
-            response = self.dynamo_db_client.update_item(
-                TableName=self.tasks_table,
-                Key=serialize_item({_("task_id"): task_id}),
-                UpdateExpression="SET " + ", ".join(sets),
-                ConditionExpression=ex.condition(condition),
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                **ex.params(),
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
-            old = deserialize_item(exc.response["Item"]) if exc.response.get("Item") else {}
+        written, stored = self._update_open_task(task_id, "SET " + ", ".join(sets), condition, ex)
+        if not written:
+            old = stored
             outcome, reason = self._why_refused(old, state_field, attempt, now)
             self.stats[f"reports_{outcome.value}"] += 1
             logger.info(
@@ -1453,7 +1442,6 @@ class TaskManager:
                 },
             )
             return ReportResult(outcome, task_id, reason)
-        stored = deserialize_item(response["Attributes"])
         self.stats[f"reports_{state_field}"] += 1
         logger.info(
             "Report written",
