@@ -196,6 +196,24 @@ def test_queue_snapshot_is_two_small_reads_whatever_the_queue(make_manager, orch
     assert calls == ["Query", "Query"]
 
 
+def test_queue_snapshot_of_a_queue_emptied_between_its_two_reads(make_manager, orchestrator_config, clock):
+    # Given one queued task, claimed between the snapshot's two reads (or an index read behind the first)
+    manager = make_manager(**orchestrator_config)
+    alpha = manager.get_labourer("alpha")
+    [task_id] = manager.create_tasks(alpha, [{}])
+    clock.advance(5)
+    head = manager._greenfield_query
+
+    def claimed_meanwhile(*args, **kwargs):
+        if kwargs.get("ascending") is False:
+            manager.mark_task_invoked(alpha, manager.get_task_by_id(task_id))
+        return head(*args, **kwargs)
+
+    manager._greenfield_query = claimed_meanwhile
+    # Then the snapshot reports what the first read saw, instead of failing the Orchestrator's run
+    assert manager.get_queue_snapshot(alpha) == {"queue_length": 1, "oldest_queued_age": 5.0}
+
+
 def test_orchestrator_reports_the_queue_after_its_run(make_manager, orchestrator_config, lambda_endpoint):
     manager = make_manager(**orchestrator_config)
     manager.create_tasks(manager.get_labourer("alpha"), [{}] * 12)

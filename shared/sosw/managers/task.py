@@ -767,7 +767,9 @@ class TaskManager:
         head = self._greenfield_query(labourer, lambda g: g.lt(start), limit=1)
         if not head:
             return {"queue_length": 0, "oldest_queued_age": None}
-        tail = self._greenfield_query(labourer, lambda g: g.lt(start), ascending=False, limit=1)
+        # The queue may change between the two reads (or the index lag behind): an empty tail means the
+        # head was the last one queued.
+        tail = self._greenfield_query(labourer, lambda g: g.lt(start), ascending=False, limit=1) or head
         oldest, newest = head[0][_("greenfield")], tail[0][_("greenfield")]
         length = max(1, int((newest - oldest) // self.config["greenfield_task_step"]) + 1)
         created = head[0].get(_("created_at"))
