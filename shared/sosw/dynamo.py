@@ -239,6 +239,10 @@ def _reason(raw: Mapping[str, Any]) -> dict[str, Any]:
     return reason
 
 
+#: DynamoDB's limit of put requests in one BatchWriteItem.
+BATCH_WRITE_SIZE = 25
+
+
 def batch_write(
     client: DynamoDBClient,
     table: str,
@@ -250,7 +254,7 @@ def batch_write(
     sleep: Callable[[float], None] = time.sleep,
     on_chunk: Callable[[int], None] | None = None,
 ) -> int:
-    """Put ``items`` with BatchWriteItem, 25 at a time, in order; returns the number of requests.
+    """Put ``items`` with BatchWriteItem, ``BATCH_WRITE_SIZE`` at a time, in order; returns the number of requests.
 
     UnprocessedItems are sent again with backoff and full jitter, a bounded number of times; if some are
     still left, the error says how many, and everything before them was written.
@@ -278,7 +282,7 @@ def batch_write(
 
     for item in items:
         chunk.append(dict(item))
-        if len(chunk) == 25:
+        if len(chunk) == BATCH_WRITE_SIZE:
             flush()
     if chunk:
         flush()

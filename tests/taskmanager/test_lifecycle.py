@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
-from sosw.errors import InvalidInputError, QueueCeilingError, TaskExistsError
+from sosw.errors import BulkCreateError, InvalidInputError, QueueCeilingError, TaskExistsError
 from sosw.managers.task import ReportOutcome, TaskManager
 from tests.conftest import scan_all
 
@@ -228,10 +230,37 @@ def test_bulk_creation_keeps_fifo_and_costs_a_request_per_25_tasks(manager):
     progress = []
     ids = manager.create_tasks(alpha, [{"i": i} for i in range(60)], on_progress=lambda d, t: progress.append((d, t)))
     assert hook.calls == {"Query": 1, "BatchWriteItem": 3}
-    assert progress == [(25, 60), (50, 60), (60, 60)]
+    # chunks are written in parallel: progress grows by a chunk at a time, whichever ends first
+    assert [total for _done, total in progress] == [60, 60, 60] and progress[-1] == (60, 60)
+    done = [0] + [d for d, _ in progress]
+    assert sorted(b - a for a, b in itertools.pairwise(done)) == [10, 25, 25]
     assert manager.get_next_for_labourer(alpha, 60, only_ids=True) == ids
     more = manager.create_tasks(alpha, [{"i": 60}])
     assert manager.get_next_for_labourer(alpha, 61, only_ids=True)[-1] == more[0]
+
+
+def test_bulk_creation_that_fails_part_way_names_what_it_wrote(manager, config):
+    # Given a DynamoDB that refuses the chunk holding task number 60 of 100
+    alpha = manager.register_labourers()[0]
+
+    def refuse(params, **_):
+        items = params["RequestItems"][manager.tasks_table]
+        if any('"i": 60}' in request["PutRequest"]["Item"]["payload"]["S"] for request in items):
+            raise ConnectionError("injected: this chunk is lost")
+
+    manager.dynamo_db_client.meta.events.register("before-call.dynamodb.BatchWriteItem", refuse)
+
+    # When 100 tasks are created in bulk
+    with pytest.raises(BulkCreateError) as caught:
+        manager.create_tasks(alpha, [{"i": i} for i in range(100)])
+
+    # Then the error splits the ids into written (stored) and unsure, and nothing else was stored
+    error = caught.value
+    stored = {task["task_id"]: task for task in scan_all(config)["tasks"]}
+    assert len(error.written) + len(error.unsure) == 100 and not set(error.written) & set(error.unsure)
+    assert set(error.written) <= set(stored) <= set(error.written) | set(error.unsure)
+    assert '"i": 60}' not in " ".join(stored[i]["payload"] for i in stored)
+    assert len(error.written) % 25 == 0 and len(error.written) <= 75
 
 
 def test_bulk_creation_with_one_bad_payload_writes_nothing(manager, config):

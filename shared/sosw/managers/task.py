@@ -13,6 +13,7 @@ import math
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -25,6 +26,7 @@ from sosw import aws
 from sosw.clock import Clock, SystemClock
 from sosw.config import DEFAULT_CONFIG, build_config
 from sosw.dynamo import (
+    BATCH_WRITE_SIZE,
     Expressions,
     TransactionCancelled,
     batch_write,
@@ -87,6 +89,8 @@ _REPORT_FIELDS = ("result", "stats", "last_error")
 WORKER_EVENT_FIELDS = ("task_id", "labourer_id", "created_at", "greenfield", "attempts")
 # DynamoDB's limit of items in one transaction.
 _TRANSACTION_ITEMS = 100
+#: BatchWriteItem requests in flight at once in a bulk creation.
+BULK_WRITERS = 4
 
 
 class InvokeResult(StrEnum):
@@ -338,9 +342,10 @@ class TaskManager:
     ) -> list[str]:
         """Create many tasks at the end of the queue, in order, with BatchWriteItem; returns their ids.
 
-        Costs one Query plus one request per 25 tasks (instead of a Query and a Put per task). Every
-        payload is validated before the first write, so bad input writes nothing. ``on_progress(done,
-        total)`` is called after each batch.
+        Costs one Query plus one request per 25 tasks (instead of a Query and a Put per task), sent
+        ``BULK_WRITERS`` at a time. Every payload is validated before the first write, so bad input
+        writes nothing. ``on_progress(done, total)`` is called after each batch. If a batch fails,
+        :class:`BulkCreateError` names the ids written and those that may not be.
         """
         labourer = self._check_labourer(labourer)
         tasks = [
@@ -353,19 +358,41 @@ class TaskManager:
             return []
         for task, greenfield in zip(tasks, self._next_greenfields(labourer, len(tasks)), strict=True):
             task[self.get_db_field_name("greenfield")] = greenfield
-        done = 0
-
-        def progress(n: int) -> None:
-            nonlocal done
-            done += n
-            if on_progress:
-                on_progress(done, len(tasks))
-
         ids = [t[self.get_db_field_name("task_id")] for t in tasks]
-        try:
-            batch_write(self.dynamo_db_client, self.tasks_table, tasks, on_chunk=progress, **self._retry_settings())
-        except Exception as exc:
-            raise BulkCreateError(ids[:done], ids[done:]) from exc
+        chunks = [
+            range(start, min(start + BATCH_WRITE_SIZE, len(tasks))) for start in range(0, len(tasks), BATCH_WRITE_SIZE)
+        ]
+        written: list[int] = []
+        failure: Exception | None = None
+        # Each BatchWriteItem waits a round trip: a few in parallel cut a large bulk's time several-fold.
+        # The queue's order is the greenfields' (set above), whatever order the chunks land in.
+        with ThreadPoolExecutor(min(BULK_WRITERS, len(chunks)), thread_name_prefix="bulk") as pool:
+            futures = {
+                pool.submit(
+                    batch_write,
+                    self.dynamo_db_client,
+                    self.tasks_table,
+                    [tasks[i] for i in chunk],
+                    **self._retry_settings(),
+                ): chunk
+                for chunk in chunks
+            }
+            for future in as_completed(futures):
+                if future.cancelled():
+                    continue
+                if future.exception() is not None:
+                    failure = failure or future.exception()
+                    for pending in futures:
+                        pending.cancel()  # chunks not started yet are not sent
+                    continue
+                written.extend(futures[future])
+                if on_progress:
+                    on_progress(len(written), len(tasks))
+        if failure is not None:
+            done = set(written)
+            raise BulkCreateError(
+                [ids[i] for i in sorted(done)], [ids[i] for i in range(len(ids)) if i not in done]
+            ) from failure
         self.stats["tasks_created"] += len(tasks)
         logger.info("Tasks created in bulk", extra={"labourer_id": labourer.id, "count": len(tasks)})
         return ids
