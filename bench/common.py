@@ -432,11 +432,18 @@ class Reporters:
     def __init__(self, make_stack: Callable[[dict[str, Any]], Stack], spec: dict[str, Any], meter: DynamoMeter) -> None:
         self.meter = meter
         context = multiprocessing.get_context("fork")  # the children inherit the imported stack, no re-import
-        self.pool = context.Pool(REPORT_PROCESSES, initializer=Reporters._start, initargs=(make_stack, spec, meter))
+        ready = context.Barrier(REPORT_PROCESSES + 1)
+        self.pool = context.Pool(
+            REPORT_PROCESSES, initializer=Reporters._start, initargs=(make_stack, spec, meter, ready)
+        )
+        ready.wait(timeout=120)  # every child has built its stack before any phase is timed
 
     @staticmethod
-    def _start(make_stack: Callable[[dict[str, Any]], Stack], spec: dict[str, Any], meter: DynamoMeter) -> None:
+    def _start(
+        make_stack: Callable[[dict[str, Any]], Stack], spec: dict[str, Any], meter: DynamoMeter, ready: Any
+    ) -> None:
         Reporters._child.update(stack=make_stack(spec), meter=meter)
+        ready.wait(timeout=120)
 
     @staticmethod
     def _apply(batch: list[dict[str, Any]]) -> tuple[Counter[str], dict[str, Any], float]:

@@ -88,7 +88,9 @@ class InvokeUncertainError(InvokeError):
 class BulkCreateError(SoswError, RuntimeError):
     """A bulk creation stopped part-way: ``written`` ids are stored; ``unsure`` ones may or may not be.
 
-    Create the ``unsure`` ones again with ``ensure_tasks`` and the same ids: that is idempotent.
+    Create the ``unsure`` ones again with ``ensure_tasks`` and the same ids: that is idempotent. Chunks
+    are written in parallel, so unsure ids may sit between written ones: created again, they join
+    the end of the queue, after the tasks written with them.
     """
 
     def __init__(self, written: list[str], unsure: list[str]) -> None:

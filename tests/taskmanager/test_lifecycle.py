@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import itertools
+import threading
 
 import pytest
 
 from sosw.errors import BulkCreateError, InvalidInputError, QueueCeilingError, TaskExistsError
+from sosw.managers import task as task_module
 from sosw.managers.task import ReportOutcome, TaskManager
 from tests.conftest import scan_all
 
@@ -22,10 +24,12 @@ class CountingHook:
 
     def __init__(self, client) -> None:
         self.calls: dict[str, int] = {}
+        self._lock = threading.Lock()  # bulk creation sends from several threads
         client.meta.events.register("before-call.dynamodb", self)
 
     def __call__(self, model, **kwargs) -> None:
-        self.calls[model.name] = self.calls.get(model.name, 0) + 1
+        with self._lock:
+            self.calls[model.name] = self.calls.get(model.name, 0) + 1
 
     @property
     def total(self) -> int:
@@ -248,19 +252,60 @@ def test_bulk_creation_that_fails_part_way_names_what_it_wrote(manager, config):
         if any('"i": 60}' in request["PutRequest"]["Item"]["payload"]["S"] for request in items):
             raise ConnectionError("injected: this chunk is lost")
 
-    manager.dynamo_db_client.meta.events.register("before-call.dynamodb.BatchWriteItem", refuse)
+    manager.dynamo_db_client.meta.events.register("before-parameter-build.dynamodb.BatchWriteItem", refuse)
 
     # When 100 tasks are created in bulk
     with pytest.raises(BulkCreateError) as caught:
         manager.create_tasks(alpha, [{"i": i} for i in range(100)])
 
-    # Then the error splits the ids into written (stored) and unsure, and nothing else was stored
+    # Then the error splits the ids into written (exactly the stored ones) and unsure (the lost chunk)
     error = caught.value
     stored = {task["task_id"]: task for task in scan_all(config)["tasks"]}
     assert len(error.written) + len(error.unsure) == 100 and not set(error.written) & set(error.unsure)
-    assert set(error.written) <= set(stored) <= set(error.written) | set(error.unsure)
+    # (chunks 0 and 1 were sent before the failing one; chunk 3 is sent only if it started before the failure)
+    assert set(error.written) == set(stored) and len(error.written) in (50, 75)
     assert '"i": 60}' not in " ".join(stored[i]["payload"] for i in stored)
-    assert len(error.written) % 25 == 0 and len(error.written) <= 75
+
+
+def test_bulk_creation_stops_sending_after_a_failed_chunk(manager, config, monkeypatch):
+    # Given one writer at a time, and a DynamoDB that refuses the first chunk
+    monkeypatch.setattr(task_module, "BULK_WRITERS", 1)
+    alpha = manager.register_labourers()[0]
+    sent = []
+
+    def refuse_first(params, **_):
+        sent.append(1)
+        if len(sent) == 1:
+            raise ConnectionError("injected: the first chunk is lost")
+
+    manager.dynamo_db_client.meta.events.register("before-parameter-build.dynamodb.BatchWriteItem", refuse_first)
+
+    # When 100 tasks are created in bulk
+    with pytest.raises(BulkCreateError) as caught:
+        manager.create_tasks(alpha, [{"i": i} for i in range(100)])
+
+    # Then the chunks not yet sent are not sent, and are reported unsure with the failed one
+    assert len(sent) == 1
+    assert caught.value.written == [] and len(caught.value.unsure) == 100
+    assert scan_all(config)["tasks"] == []
+
+
+def test_bulk_creation_whose_progress_callback_fails_names_what_it_wrote(manager, config):
+    # Given a progress callback that breaks after the first chunk (a closed pipe, say)
+    alpha = manager.register_labourers()[0]
+
+    def progress(done, total):
+        raise BrokenPipeError("the progress printer is gone")
+
+    # When 100 tasks are created in bulk
+    with pytest.raises(BulkCreateError) as caught:
+        manager.create_tasks(alpha, [{"i": i} for i in range(100)], on_progress=progress)
+
+    # Then the error still splits the ids exactly, and says why it stopped
+    error = caught.value
+    stored = {task["task_id"] for task in scan_all(config)["tasks"]}
+    assert set(error.written) == stored and len(error.written) + len(error.unsure) == 100
+    assert isinstance(error.__cause__, BrokenPipeError)
 
 
 def test_bulk_creation_with_one_bad_payload_writes_nothing(manager, config):

@@ -362,8 +362,7 @@ class TaskManager:
         chunks = [
             range(start, min(start + BATCH_WRITE_SIZE, len(tasks))) for start in range(0, len(tasks), BATCH_WRITE_SIZE)
         ]
-        written: list[int] = []
-        failure: Exception | None = None
+        failure: BaseException | None = None
         # Each BatchWriteItem waits a round trip: a few in parallel cut a large bulk's time several-fold.
         # The queue's order is the greenfields' (set above), whatever order the chunks land in.
         with ThreadPoolExecutor(min(BULK_WRITERS, len(chunks)), thread_name_prefix="bulk") as pool:
@@ -377,21 +376,24 @@ class TaskManager:
                 ): chunk
                 for chunk in chunks
             }
-            for future in as_completed(futures):
-                if future.cancelled():
-                    continue
-                if future.exception() is not None:
-                    failure = failure or future.exception()
-                    for pending in futures:
-                        pending.cancel()  # chunks not started yet are not sent
-                    continue
-                written.extend(futures[future])
-                if on_progress:
-                    on_progress(len(written), len(tasks))
+            try:
+                done = 0
+                for future in as_completed(futures):
+                    if future.cancelled():
+                        continue
+                    if future.exception() is not None:
+                        raise future.exception()  # type: ignore[misc]
+                    done += len(futures[future])
+                    if on_progress:
+                        on_progress(done, len(tasks))
+            except BaseException as exc:  # a chunk failed, or on_progress did, or the caller interrupted
+                failure = exc
+                pool.shutdown(wait=True, cancel_futures=True)  # chunks not started yet are not sent
         if failure is not None:
-            done = set(written)
+            stored = [chunk for future, chunk in futures.items() if not future.cancelled() and not future.exception()]
+            written = {i for chunk in stored for i in chunk}
             raise BulkCreateError(
-                [ids[i] for i in sorted(done)], [ids[i] for i in range(len(ids)) if i not in done]
+                [ids[i] for i in range(len(ids)) if i in written], [ids[i] for i in range(len(ids)) if i not in written]
             ) from failure
         self.stats["tasks_created"] += len(tasks)
         logger.info("Tasks created in bulk", extra={"labourer_id": labourer.id, "count": len(tasks)})
