@@ -252,7 +252,6 @@ def batch_write(
     base: float = 0.05,
     cap: float = 2.0,
     sleep: Callable[[float], None] = time.sleep,
-    on_chunk: Callable[[int], None] | None = None,
 ) -> int:
     """Put ``items`` with BatchWriteItem, ``BATCH_WRITE_SIZE`` at a time, in order; returns the number of requests.
 
@@ -276,8 +275,6 @@ def batch_write(
                     left = len(pending.get(table, []))
                     raise RuntimeError(f"BatchWriteItem left {left} item(s) unprocessed after {attempts} tries")
                 sleep(delay)
-        if on_chunk:
-            on_chunk(len(chunk))
         chunk.clear()
 
     for item in items:
