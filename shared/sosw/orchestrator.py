@@ -20,6 +20,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 
+from sosw import aws
 from sosw.errors import ConfigError, InvokeError
 from sosw.labourer import Labourer
 from sosw.leases import Lease, LeaseStore
@@ -67,13 +68,23 @@ class Orchestrator:
     ) -> None:
         self.tm = task_manager
         config = task_manager.config
-        self.max_workers = max_workers or int(config.get("orchestrator_max_workers", 16))
+        self.max_workers = self._max_workers(max_workers or config.get("orchestrator_max_workers", 16))
         self.safety_seconds = float(config.get("orchestrator_safety_seconds", 5))
         self.lease_settle_seconds = float(config.get("orchestrator_lease_settle_seconds", 2))
         self.coefficients = self._coefficients(config.get("invocation_number_coefficient", DEFAULT_COEFFICIENTS))
         self.owner = owner or uuid.uuid4().hex
         self.leases = LeaseStore(task_manager.dynamo_db_client, config["sosw_orchestrator_leases_table"])
         self._monotonic = monotonic
+
+    @staticmethod
+    def _max_workers(value: Any) -> int:
+        # One connection per invoking thread: past the clients' pool, every call would open a new one.
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= aws.MAX_POOL_CONNECTIONS:
+            raise ConfigError(
+                f"orchestrator_max_workers: expected an integer from 1 to {aws.MAX_POOL_CONNECTIONS} "
+                f"(the clients' connection pool), got {value!r}"
+            )
+        return value
 
     @staticmethod
     def _coefficients(raw: Mapping[Any, Any]) -> dict[int, float]:

@@ -88,6 +88,13 @@ def test_bad_coefficients_name_the_key(make_manager, orchestrator_config):
         Orchestrator(make_manager(**orchestrator_config, invocation_number_coefficient={0: 2}))
 
 
+@pytest.mark.parametrize("workers", [0, 65, "16", True])
+def test_orchestrator_threads_beyond_the_connection_pool_are_refused(make_manager, orchestrator_config, workers):
+    # One connection per invoking thread: past the clients' pool, every call would open a new one.
+    with pytest.raises(ConfigError, match=r"orchestrator_max_workers: expected an integer from 1 to 64"):
+        Orchestrator(make_manager(**orchestrator_config, orchestrator_max_workers=workers))
+
+
 def test_scavenger_archives_retries_closes_dead_and_requeues(make_manager, config, clock):
     manager = make_manager()
     alpha, beta = manager.register_labourers()  # beta: max_attempts 2
