@@ -34,7 +34,9 @@ from infra.config import PROJECT_ROOT, StackConfig
 __all__ = ["LayerBuild", "SharedLayer", "build_layer", "layer_requirements"]
 
 #: Bump when the build steps change, so old cached builds are not reused.
-BUILD_FORMAT = "1"
+BUILD_FORMAT = "2"
+#: Parts of the package that Lambda never runs (the local stack, the demo, the CLI): kept out of the layer.
+NOT_SHIPPED = ("local", "cli.py")
 #: Provided by the Lambda runtime: never shipped.
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")
 _STRIP_PREFIXES = ("boto3", "botocore", "s3transfer")
@@ -78,11 +80,16 @@ def layer_requirements(pyproject: Path = PROJECT_ROOT / "pyproject.toml") -> lis
     return sorted(requirements)
 
 
+def _shipped(package_dir: Path, path: Path) -> bool:
+    parts = path.relative_to(package_dir).parts
+    return bool(parts) and parts[0] not in NOT_SHIPPED and "__pycache__" not in parts
+
+
 def _source_files(package_dir: Path) -> list[Path]:
     return sorted(
         p
         for p in package_dir.rglob("*")
-        if p.is_file() and "__pycache__" not in p.parts and p.suffix not in (".pyc", ".pyo")
+        if p.is_file() and _shipped(package_dir, p) and p.suffix not in (".pyc", ".pyo")
     )
 
 
@@ -170,11 +177,10 @@ def build_layer(
         python_dir.mkdir()
         if with_dependencies and requirements:
             _pip_install(python_dir, requirements, architecture, python_version)
-        shutil.copytree(
-            package_dir,
-            python_dir / package_dir.name,
-            ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", "*.egg-info"),
-        )
+        for source in _source_files(package_dir):
+            target = python_dir / package_dir.name / source.relative_to(package_dir)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
         _strip(python_dir)
         try:
             os.replace(staging, final)

@@ -18,9 +18,10 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from sosw.labourer import Labourer
-from sosw.managers.task import NOTIFY_PENDING, REDRIVE_OFFSET, TaskManager
+from sosw.managers.task import TaskManager
 from sosw.metrics import put_labourer_metrics
 from sosw.retry import retry_delay
+from sosw.tasks.model import NOTIFY_PENDING, REDRIVE_OFFSET
 
 logger = Logger(child=True)
 

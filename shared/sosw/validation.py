@@ -6,6 +6,7 @@ Every failure is an :class:`~sosw.errors.InvalidInputError` naming the field and
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
@@ -86,3 +87,23 @@ def check_delay(delay: Any, field: str = "delay") -> int:
     if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
         raise InvalidInputError(field, f"expected a number of seconds >= 0, got {delay!r}", limit=">= 0")
     return int(delay)
+
+
+def check_number(value: Any, field: str, minimum: float | None = None) -> int | float:
+    """A finite number, at least ``minimum``; a numeric string is converted."""
+    if isinstance(value, str):
+        try:
+            value = float(value) if "." in value else int(value)
+        except ValueError:
+            raise InvalidInputError(field, f"expected a number, got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidInputError(field, f"expected a number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise InvalidInputError(field, f"must be >= {minimum}, got {value!r}", limit=f">= {minimum}")
+    return value
+
+
+def check_attempt(attempt: Any) -> int:
+    if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+        raise InvalidInputError("attempt", f"expected an integer >= 1, got {attempt!r}", limit=">= 1")
+    return attempt

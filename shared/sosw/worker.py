@@ -25,8 +25,8 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import MetricUnit
 
-from sosw.managers.task import WORKER_EVENT_FIELDS
 from sosw.metrics import put_labourer_metric
+from sosw.tasks.model import WORKER_EVENT_FIELDS
 
 ASSISTANT_ENV = "SOSW_WORKER_ASSISTANT_FUNCTION"
 DEFAULT_ASSISTANT = "sosw_worker_assistant"

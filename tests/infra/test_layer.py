@@ -37,6 +37,27 @@ def test_the_layer_holds_sosw_and_powertools_for_lambda_but_no_boto_or_caches(re
     assert 1_000_000 < real_build.size_bytes < 20_000_000
 
 
+def test_the_layer_ships_only_what_lambda_runs(real_build):
+    # Given the layer app.py deploys: the local stack, the demo and the CLI are not in it
+    package = real_build.path / "python" / "sosw"
+    assert not (package / "local").exists() and not (package / "cli.py").exists()
+    # Then every module the handlers import is there, and nothing else of the package is left out
+    shipped = {p.relative_to(package).as_posix() for p in package.rglob("*.py")}
+    sources = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
+    assert sources - shipped == {s for s in sources if s.startswith("local/") or s == "cli.py"}
+    assert {"managers/task.py", "tasks/queue.py", "orchestrator.py", "worker_assistant.py"} <= shipped
+
+
+def test_editing_the_cli_or_the_local_stack_does_not_rebuild_the_layer(tmp_path):
+    package = tmp_path / "sosw"
+    shutil.copytree(PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))
+    first = _sources_only(package, tmp_path / "cache", architecture="arm64", python_version="3.14")
+    (package / "cli.py").write_text((package / "cli.py").read_text() + "\n# changed\n")
+    (package / "local" / "demo.py").write_text((package / "local" / "demo.py").read_text() + "\n# changed\n")
+    again = _sources_only(package, tmp_path / "cache", architecture="arm64", python_version="3.14")
+    assert again.cached and again.path == first.path
+
+
 def test_powertools_is_pinned_to_the_tested_version_and_boto3_is_left_to_the_runtime():
     requirements = layer_requirements()
     assert any(r.startswith("aws-lambda-powertools==") for r in requirements)

@@ -8,8 +8,8 @@ import threading
 import pytest
 
 from sosw.errors import BulkCreateError, InvalidInputError, QueueCeilingError, TaskExistsError
-from sosw.managers import task as task_module
 from sosw.managers.task import ReportOutcome, TaskManager
+from sosw.tasks import creation as creation_module
 from tests.conftest import scan_all
 
 
@@ -269,7 +269,7 @@ def test_bulk_creation_that_fails_part_way_names_what_it_wrote(manager, config):
 
 def test_bulk_creation_stops_sending_after_a_failed_chunk(manager, config, monkeypatch):
     # Given one writer at a time, and a DynamoDB that refuses the first chunk
-    monkeypatch.setattr(task_module, "BULK_WRITERS", 1)
+    monkeypatch.setattr(creation_module, "BULK_WRITERS", 1)
     alpha = manager.register_labourers()[0]
     sent = []
 

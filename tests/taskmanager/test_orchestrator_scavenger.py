@@ -209,14 +209,14 @@ def test_queue_snapshot_of_a_queue_emptied_between_its_two_reads(make_manager, o
     alpha = manager.get_labourer("alpha")
     [task_id] = manager.create_tasks(alpha, [{}])
     clock.advance(5)
-    head = manager._greenfield_query
+    head = manager._queue.greenfield_query
 
     def claimed_meanwhile(*args, **kwargs):
         if kwargs.get("ascending") is False:
             manager.mark_task_invoked(alpha, manager.get_task_by_id(task_id))
         return head(*args, **kwargs)
 
-    manager._greenfield_query = claimed_meanwhile
+    manager._queue.greenfield_query = claimed_meanwhile
     # Then the snapshot reports what the first read saw, instead of failing the Orchestrator's run
     assert manager.get_queue_snapshot(alpha) == {"queue_length": 1, "oldest_queued_age": 5.0}
 

@@ -25,7 +25,7 @@ def test_constructing_with_custom_config_makes_no_aws_call(monkeypatch):
     # When
     manager = TaskManager({"labourers": {"alpha": {}}})
     # Then nothing was created, and the sosw names and defaults are in place
-    assert manager._dynamodb_client is None and manager._lambda_client is None
+    assert manager._ctx._dynamodb is None and manager._ctx._lambda is None
     assert manager.tasks_table == "sosw_tasks"
     assert manager.config["dynamo_db_config"]["index_greenfield"] == "sosw_tasks_greenfield"
     assert manager.retry_table == "sosw_retry_tasks" and manager.closed_table == "sosw_closed_tasks"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
@@ -20,10 +20,7 @@ from sosw.clock import Clock, SystemClock
 from sosw.errors import ConfigError
 from sosw.labourer import Labourer
 
-if TYPE_CHECKING:
-    from sosw.managers.task import TaskManager
-
-__all__ = ["HEALTH_LEVELS", "EcologyManager"]
+__all__ = ["HEALTH_LEVELS", "EcologyManager", "TaskCounts"]
 
 logger = Logger(child=True)
 
@@ -35,6 +32,14 @@ _OPERATORS = {
     "__ge__": operator.ge,
 }
 _STATISTICS = ("Average", "Sum", "Minimum", "Maximum", "SampleCount")
+
+
+class TaskCounts(Protocol):
+    """What the EcologyManager needs of the tasks: two reads. A TaskManager is one; so is a test double."""
+
+    def get_count_of_running_tasks_for_labourer(self, labourer: Labourer) -> int: ...
+
+    def get_average_labourer_duration(self, labourer: Labourer) -> float | None: ...
 
 
 class EcologyManager:
@@ -52,7 +57,7 @@ class EcologyManager:
         self.clock = clock or SystemClock()
         self._cloudwatch = cloudwatch_client
         self._lambda = lambda_client
-        self.task_client: TaskManager | None = None
+        self.task_client: TaskCounts | None = None
         self._metric_cache: dict[str, float | None] = {}
         self._max_durations: dict[str, int] = {}
 
@@ -68,8 +73,11 @@ class EcologyManager:
             self._lambda = aws.lambda_client()
         return self._lambda
 
-    def register_task_manager(self, task_manager: TaskManager) -> None:
-        """Use this TaskManager for queries (and don't build a second one). Resets the per-run caches."""
+    def register_task_manager(self, task_manager: TaskCounts) -> None:
+        """Read running counts and durations through this (sosw's name: it is given the TaskManager).
+
+        Resets the per-run caches.
+        """
         self.task_client = task_manager
         self._metric_cache.clear()
 

@@ -1,0 +1,198 @@
+"""Moves between the tables: close (archive), wait for retry, queue again; and an operator's
+cancel and prioritise of a queued task.
+
+Each move is one transaction, a conditional delete and a conditional put, conditioned on the task being
+exactly as read: a repeated, stale or concurrent move writes nothing and returns False.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from boto3.dynamodb.conditions import Attr, ConditionBase
+from botocore.exceptions import ClientError
+
+from sosw.dynamo import Expressions, TransactionCancelled, error_code, serialize_item, transact_write
+from sosw.errors import InvalidInputError
+from sosw.labourer import Labourer
+from sosw.schema import TTL_ATTRIBUTE
+from sosw.tasks.context import TaskContext
+from sosw.tasks.model import ATTEMPT_FIELDS
+from sosw.tasks.queue import TaskQueue
+from sosw.validation import check_delay, check_number, check_task_id
+
+__all__ = ["TaskMoves"]
+
+logger = Logger(child=True)
+
+
+class TaskMoves:
+    """Moves tasks between the open, retry and closed tables."""
+
+    def __init__(self, ctx: TaskContext, queue: TaskQueue) -> None:
+        self.ctx = ctx
+        self.queue = queue
+
+    def archive_task(self, task: dict[str, Any], completed: bool | None = None) -> bool:
+        """Close the task: move it to the closed table, completed or dead, in one transaction.
+
+        ``completed`` defaults to whether the task has ``completed_at``. Conditional on the task being
+        exactly as read (same greenfield and attempt), so a repeated, stale or concurrent archive is a
+        no-op: returns False and writes nothing.
+        """
+        _ = self.ctx.field
+        self.ctx.require(task, "task_id", "labourer_id", "greenfield")
+        if completed is None:
+            completed = _("completed_at") in task
+        if completed:
+            self.ctx.require(task, "completed_at")
+        now = self.ctx.now()
+        closed = dict(task)
+        closed[_("closed_at")] = now
+        closed[_("labourer_id_task_status")] = f"{task[_('labourer_id')]}_{1 if completed else 0}"
+        if self.ctx.config["closed_task_ttl_seconds"]:
+            closed[TTL_ATTRIBUTE] = now + self.ctx.config["closed_task_ttl_seconds"]
+        # Completed: the completion as read (a copy read before the completion would lose its result).
+        state = Attr(_("completed_at"))
+        source = self.ctx.version_condition(task) & (
+            state.eq(task[_("completed_at")]) if completed else state.not_exists()
+        )
+        moved = self.move(
+            task, source, self.ctx.tasks_table, {_("task_id"): task[_("task_id")]}, self.ctx.closed_table, closed
+        )
+        if moved:
+            self.ctx.stats["tasks_archived_completed" if completed else "tasks_archived_dead"] += 1
+            logger.info(
+                "Task closed",
+                extra={"task_id": task[_("task_id")], "labourer_id": task[_("labourer_id")], "completed": completed},
+            )
+        return moved
+
+    def move_task_to_retry_table(self, task: dict[str, Any], wanted_delay: int) -> bool:
+        """Move the task to the retry table, to be queued again after ``wanted_delay`` seconds.
+
+        One transaction, conditional on the task being exactly as read and not completed: a repeated or
+        stale move writes nothing and returns False.
+        """
+        _ = self.ctx.field
+        self.ctx.require(task, "task_id", "labourer_id", "greenfield")
+        delay = check_delay(wanted_delay, "wanted_delay")
+        row = dict(task)
+        row[_("desired_launch_time")] = self.ctx.now() + delay
+        source = self.ctx.version_condition(task) & Attr(_("completed_at")).not_exists()
+        moved = self.move(
+            task, source, self.ctx.tasks_table, {_("task_id"): task[_("task_id")]}, self.ctx.retry_table, row
+        )
+        if moved:
+            self.ctx.stats["tasks_moved_to_retry"] += 1
+            logger.info(
+                "Task waits for retry",
+                extra={"task_id": task[_("task_id")], "labourer_id": task[_("labourer_id")], "delay": delay},
+            )
+        return moved
+
+    def retry_task(self, task: dict[str, Any], labourer_id: str, greenfield: int) -> bool:
+        """Move the task from the retry table to the tasks table with ``greenfield`` (the head of the queue).
+
+        Called by the Scavenger. One transaction, conditional on the retry row being as read: a repeated
+        move writes nothing and returns False.
+        """
+        _ = self.ctx.field
+        self.ctx.require(task, "task_id", "desired_launch_time")
+        if task.get(_("labourer_id")) != labourer_id:
+            raise InvalidInputError(
+                _("labourer_id"), f"task {task.get(_('task_id'))!r} belongs to {task.get(_('labourer_id'))!r}"
+            )
+        greenfield = int(check_number(greenfield, _("greenfield")))
+        self.queue.check_ceiling(greenfield)
+        row = {k: v for k, v in task.items() if k not in {_(f) for f in ATTEMPT_FIELDS}}
+        row[_("greenfield")] = greenfield
+        source = Attr(_("task_id")).exists() & Attr(_("desired_launch_time")).eq(task[_("desired_launch_time")])
+        key = {_("labourer_id"): labourer_id, _("task_id"): task[_("task_id")]}
+        moved = self.move(task, source, self.ctx.retry_table, key, self.ctx.tasks_table, row)
+        if moved:
+            self.ctx.stats["tasks_retried"] += 1
+            logger.info("Task queued again", extra={"task_id": task[_("task_id")], "labourer_id": labourer_id})
+        return moved
+
+    def retry_tasks(self, labourer: Labourer, tasks: list[dict[str, Any]]) -> int:
+        """Queue tasks from the retry table at the head of the queue, in the given order; returns how many moved."""
+        labourer = self.ctx.check_labourer(labourer)
+        if not tasks:
+            return 0
+        oldest = self.queue.get_oldest_greenfield_for_labourer(labourer)
+        # Spaced by the step like every queued task, so the queue's length can be read from its two ends.
+        step = self.ctx.config["greenfield_task_step"]
+        return sum(self.retry_task(task, labourer.id, oldest - step * (len(tasks) - i)) for i, task in enumerate(tasks))
+
+    def move(
+        self,
+        task: Mapping[str, Any],
+        source_condition: ConditionBase,
+        source_table: str,
+        source_key: Mapping[str, Any],
+        target_table: str,
+        target_item: Mapping[str, Any],
+    ) -> bool:
+        _ = self.ctx.field
+        check_task_id(task.get(_("task_id")), _("task_id"))
+        target_key = _("task_id")
+        delete_ex, put_ex = Expressions(), Expressions()
+        items = [
+            {
+                "Delete": {
+                    "TableName": source_table,
+                    "Key": serialize_item(source_key),
+                    "ConditionExpression": delete_ex.condition(source_condition),
+                    **delete_ex.params(),
+                }
+            },
+            {
+                "Put": {
+                    "TableName": target_table,
+                    "Item": serialize_item(target_item),
+                    "ConditionExpression": put_ex.condition(Attr(target_key).not_exists()),
+                    **put_ex.params(),
+                }
+            },
+        ]
+        try:
+            transact_write(self.ctx.dynamodb, items, **self.ctx.retry_settings())
+        except TransactionCancelled:
+            self.ctx.stats["moves_skipped"] += 1
+            return False
+        return True
+
+    def cancel_task(self, task_id: str) -> bool:
+        """Close a queued task as dead with the error ``Cancelled``; False if it is not queued any more."""
+        status, task = self.queue.find_task(task_id)
+        if status != "open" or task.get(self.ctx.field("greenfield"), 0) >= self.queue.ceiling():
+            return False
+        return self.archive_task(
+            {**task, "last_error": {"type": "Cancelled", "message": "cancelled by an operator"}}, completed=False
+        )
+
+    def prioritise_task(self, task_id: str) -> bool:
+        """Move a queued task to the head of its queue; False if it is not queued any more."""
+        _ = self.ctx.field
+        status, task = self.queue.find_task(task_id)
+        if status != "open" or task.get(_("greenfield"), 0) >= self.queue.ceiling():
+            return False
+        labourer = self.ctx.get_labourer(task[_("labourer_id")])
+        head = self.queue.get_oldest_greenfield_for_labourer(labourer) - self.ctx.config["greenfield_task_step"]
+        ex = Expressions()
+        try:
+            self.ctx.dynamodb.update_item(
+                TableName=self.ctx.tasks_table,
+                Key=serialize_item({_("task_id"): task_id}),
+                UpdateExpression=f"SET {ex.name(_('greenfield'))} = {ex.value(head)}",
+                ConditionExpression=ex.condition(self.ctx.version_condition(task)),
+                **ex.params(),
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
