@@ -46,7 +46,8 @@ CONTEXT_KEY = "sosw"
 #: The functions every stack has: their code directory under lambdas/ and their defaults.
 CONTROL_FUNCTIONS: dict[str, dict[str, Any]] = {
     # Scheduled every minute; its own lease and the time-left check keep overlapping runs safe.
-    "orchestrator": {"code": "lambdas/orchestrator", "memory_size": 512, "timeout": 60},
+    # A run follows the work until there is none, up to its timeout, then hands over to a fresh one.
+    "orchestrator": {"code": "lambdas/orchestrator", "memory_size": 512, "timeout": 300, "reserved_concurrency": 5},
     "scavenger": {"code": "lambdas/scavenger", "memory_size": 256, "timeout": 120},
     # Called synchronously by every worker before it starts: short, but room for a cold start.
     "worker_assistant": {"code": "lambdas/worker_assistant", "memory_size": 256, "timeout": 15},
@@ -503,7 +504,7 @@ class StackConfig:
                     or 0
                 ),
                 timeout=int(f.integer("timeout", defaults["timeout"], minimum=1, maximum=LAMBDA_MAX_TIMEOUT) or 0),
-                reserved_concurrency=f.integer("reserved_concurrency", None, minimum=1),
+                reserved_concurrency=f.integer("reserved_concurrency", defaults.get("reserved_concurrency"), minimum=1),
             )
             f.done()
         r.done()

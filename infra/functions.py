@@ -8,12 +8,15 @@ functions, written here next to each other so a reviewer reads one function's ri
   their Timeout, and reads CloudWatch statistics only if a labourer declares health metrics.
 - Scavenger: moves tasks between the tasks, retry and closed tables in transactions, publishes dead
   tasks, reads the workers' Timeout; it invokes nothing.
-- WorkerAssistant and failure handler: read and update one open task.
+- WorkerAssistant and failure handler: read and update one open task (the assistant also closes it),
+  free its slot, and wake dispatch (the Orchestrator after a completion, the Scavenger after a failure).
+- Every state change of a running task moves its labourer's slot counter in the leases table, in the
+  same transaction; the Orchestrator also requeues due retries, and wakes itself to go on.
 """
 
 from __future__ import annotations
 
-from aws_cdk import Acknowledgment, Stack, Validations
+from aws_cdk import Acknowledgment, ArnFormat, Stack, Validations
 from aws_cdk import aws_iam as iam
 from constructs import Construct
 
@@ -57,12 +60,14 @@ class ControlFunctions(Construct):
         self.tables = tables
         self.messaging = messaging
         self.parameter = parameter
-        self.orchestrator = self._build_function("orchestrator", layer)
+        wake_orchestrator = {"SOSW_ORCHESTRATOR_FUNCTION": config.functions["orchestrator"].name}
+        wake_both = {**wake_orchestrator, "SOSW_SCAVENGER_FUNCTION": config.functions["scavenger"].name}
+        self.orchestrator = self._build_function("orchestrator", layer, wake_orchestrator)
         self.scavenger = self._build_function(
-            "scavenger", layer, {"SOSW_DEAD_LETTER_TOPIC_ARN": messaging.dead_tasks.topic_arn}
+            "scavenger", layer, {"SOSW_DEAD_LETTER_TOPIC_ARN": messaging.dead_tasks.topic_arn, **wake_orchestrator}
         )
-        self.worker_assistant = self._build_function("worker_assistant", layer)
-        self.failure_handler = self._build_function("failure_handler", layer)
+        self.worker_assistant = self._build_function("worker_assistant", layer, wake_both)
+        self.failure_handler = self._build_function("failure_handler", layer, wake_both)
         self._grant_orchestrator()
         self._grant_scavenger()
         self._grant_reporters()
@@ -118,19 +123,37 @@ class ControlFunctions(Construct):
                 conditions={"StringEquals": {"kms:ViaService": f"dynamodb.{Stack.of(self).region}.amazonaws.com"}},
             )
 
+    def function_arn(self, role: str) -> str:
+        """A control function's ARN from its name: grants between them (and to itself) make no reference cycle."""
+        return Stack.of(self).format_arn(
+            service="lambda",
+            resource="function",
+            resource_name=self.config.functions[role].name,
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+
     def _grant_orchestrator(self) -> None:
         f, t = self.orchestrator, self.tables
         f.allow(
             "OpenTasks",
-            ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+            ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
             [t.table_arn("tasks"), t.index_arn("tasks")],
         )
+        # Due retries are put back in the queue by the run that follows the labourer.
+        f.allow("RetryTasks", ["dynamodb:DeleteItem", "dynamodb:Query"], [t.table_arn("retry"), t.index_arn("retry")])
         f.allow("ClosedTasksIndex", ["dynamodb:Query"], [t.index_arn("closed")])
         f.allow(
             "Leases",
-            ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+            [
+                "dynamodb:BatchGetItem",
+                "dynamodb:DeleteItem",
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+            ],
             [t.table_arn("leases")],
         )
+        f.allow("WakeDispatch", ["lambda:InvokeFunction"], [self.function_arn("orchestrator")])
         self._grant_config_and_table_key(f)
         if any(worker.settings.get("health_metrics") for worker in self.config.workers):
             self._grant_health_metrics()
@@ -175,14 +198,26 @@ class ControlFunctions(Construct):
             ["dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem"],
             [t.table_arn("closed")],
         )
+        f.allow("SlotCounters", ["dynamodb:UpdateItem"], [t.table_arn("leases")])
+        f.allow("WakeDispatch", ["lambda:InvokeFunction"], [self.function_arn("orchestrator")])
         f.allow("PublishDeadTasks", ["sns:Publish"], [self.messaging.dead_tasks.topic_arn])
         # Publishing to a topic encrypted with a customer key needs the key too (SNS encrypts on our behalf).
         f.allow("EncryptDeadTasks", ["kms:Decrypt", "kms:GenerateDataKey"], [self.messaging.key.key_arn])
         self._grant_config_and_table_key(f)
 
     def _grant_reporters(self) -> None:
-        for f in (self.worker_assistant, self.failure_handler):
-            f.allow("OpenTasks", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [self.tables.table_arn("tasks")])
+        t = self.tables
+        wake = [self.function_arn("orchestrator"), self.function_arn("scavenger")]
+        # The assistant closes a completed task in the report's own transaction (delete open, put closed).
+        assistant = self.worker_assistant
+        assistant.allow(
+            "OpenTasks", ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:UpdateItem"], [t.table_arn("tasks")]
+        )
+        assistant.allow("ClosedTasks", ["dynamodb:PutItem"], [t.table_arn("closed")])
+        self.failure_handler.allow("OpenTasks", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [t.table_arn("tasks")])
+        for f in (assistant, self.failure_handler):
+            f.allow("SlotCounters", ["dynamodb:UpdateItem"], [t.table_arn("leases")])
+            f.allow("WakeDispatch", ["lambda:InvokeFunction"], wake)
             self._grant_config_and_table_key(f)
 
     def allow_workers(self, worker_arns: list[str]) -> None:

@@ -1,7 +1,7 @@
 """The stack: composes the constructs, one per concern, in the order their references need.
 
 tables -> layer -> messaging -> config parameter -> control functions -> workers (and the
-Orchestrator's grants on them) -> schedules -> monitoring.
+Orchestrator's grants on them) -> dispatch wake-ups (the tasks stream) -> schedules -> monitoring.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from aws_cdk import CfnOutput, Stack
 from constructs import Construct
 
 from infra.config import StackConfig
+from infra.dispatch import Dispatch
 from infra.functions import ControlFunctions
 from infra.layer import SharedLayer
 from infra.messaging import Messaging
@@ -47,6 +48,7 @@ class SoswStack(Stack):
             parameter=self.parameter,
         )
         self.workers = Workers(self, "Workers", config=config, layer=self.layer, functions=self.functions)
+        self.dispatch = Dispatch(self, "Dispatch", tables=self.tables, functions=self.functions)
         self.schedules = Schedules(self, "Schedules", config=config, functions=self.functions, messaging=self.messaging)
         self.monitoring = Monitoring(
             self, "Monitoring", config=config, functions=self.functions, messaging=self.messaging

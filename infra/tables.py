@@ -42,6 +42,12 @@ class SoswTables(Construct):
 
     # ------------------------------------------------------------------ ARNs for grants
 
+    @property
+    def tasks_stream(self) -> dynamodb.Table | None:
+        """The tasks table, when the stack created it (with its stream); None for an adopted sosw table."""
+        table = self.tables["tasks"]
+        return table if isinstance(table, dynamodb.Table) else None
+
     def table_arn(self, role: str) -> str:
         return self.tables[role].table_arn
 
@@ -86,6 +92,8 @@ class SoswTables(Construct):
             ),
             encryption_key=self.key,
             time_to_live_attribute=schema.ttl_attribute,
+            # New tasks wake dispatch (infra/dispatch.py): the stream carries each new row's labourer.
+            stream=dynamodb.StreamViewType.NEW_IMAGE if schema.role == "tasks" else None,
             deletion_protection=self.config.production,
             removal_policy=RemovalPolicy.RETAIN if self.config.production else RemovalPolicy.DESTROY,
         )

@@ -3,7 +3,7 @@
 from aws_lambda_powertools import Logger
 
 from sosw.failure_destination import report_failure_record
-from sosw.runtime import task_manager
+from sosw.runtime import task_manager, waker
 
 logger = Logger()
 
@@ -11,4 +11,6 @@ logger = Logger()
 @logger.inject_lambda_context
 def handler(event, context):
     result = report_failure_record(task_manager(), event)
+    if result and result.labourer_id:
+        waker("scavenger").wake([result.labourer_id])  # the task waits for its retry at once
     return {"task_id": result.task_id, "outcome": result.outcome.value, "reason": result.reason}

@@ -1,10 +1,11 @@
-"""Scavenger Lambda (scheduled): archives, retries, closes dead tasks and queues due retries."""
+"""Scavenger Lambda (scheduled, and woken by failures): archives, retries, closes dead tasks, queues due retries."""
 
 import os
 
 from aws_lambda_powertools import Logger
 
-from sosw.runtime import task_manager
+from sosw.dispatch import labourers_of
+from sosw.runtime import task_manager, waker
 from sosw.scavenger import Scavenger
 
 logger = Logger()
@@ -13,5 +14,7 @@ logger = Logger()
 @logger.inject_lambda_context
 def handler(event, context):
     scavenger = Scavenger(task_manager(), topic_arn=os.environ.get("SOSW_DEAD_LETTER_TOPIC_ARN"))
-    report = scavenger.run(lambda: context.get_remaining_time_in_millis() / 1000)
+    report = scavenger.run(lambda: context.get_remaining_time_in_millis() / 1000, labourer_ids=labourers_of(event))
+    if report.to_dispatch():
+        waker("orchestrator").wake(report.to_dispatch())  # a retry due soon is waited for and started
     return {"counts": {k: dict(v) for k, v in report.labourers.items()}, "errors": report.errors}

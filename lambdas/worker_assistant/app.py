@@ -2,7 +2,7 @@
 
 from aws_lambda_powertools import Logger
 
-from sosw.runtime import task_manager
+from sosw.runtime import task_manager, waker
 from sosw.worker_assistant import WorkerAssistant
 
 logger = Logger()
@@ -10,4 +10,5 @@ logger = Logger()
 
 @logger.inject_lambda_context
 def handler(event, context):
-    return WorkerAssistant(task_manager()).handle(event)
+    assistant = WorkerAssistant(task_manager(), orchestrator=waker("orchestrator"), scavenger=waker("scavenger"))
+    return assistant.handle(event)

@@ -273,8 +273,7 @@ def _local(args: argparse.Namespace) -> int:
         )
         try:
             while True:
-                stack.run_orchestrator()
-                stack.run_scavenger()
+                stack.schedule_tick()
                 time.sleep(tick)
         finally:
             STATE_FILE.unlink(missing_ok=True)

@@ -52,6 +52,16 @@ class TaskExistsError(SoswError, ValueError):
         self.table = table
 
 
+class NoFreeSlotError(SoswError, RuntimeError):
+    """The claim was refused: the labourer already runs as many tasks as its cap allows. Nothing was written."""
+
+    def __init__(self, task_id: str, labourer_id: str, cap: int | None) -> None:
+        super().__init__(f"task {task_id!r} not claimed: labourer {labourer_id!r} runs its cap of {cap} tasks")
+        self.task_id = task_id
+        self.labourer_id = labourer_id
+        self.cap = cap
+
+
 class TaskAlreadyInvokedError(SoswError, RuntimeError):
     """The claim failed: the task is no longer queued (another orchestrator took it, or it is gone).
 

@@ -26,8 +26,10 @@ def report_failure_record(task_manager: TaskManager, record: Mapping[str, Any]) 
         response = {"errorMessage": str(response)}
     condition = str(context.get("condition") or "Failed")
     attempt = payload.get("attempts")
+    labourer_id = payload.get("labourer_id")
     return task_manager.mark_task_failed(
         str(payload["task_id"]),
+        labourer_id=labourer_id if isinstance(labourer_id, str) and labourer_id else None,
         attempt=attempt if isinstance(attempt, int) and not isinstance(attempt, bool) and attempt >= 1 else None,
         error_type=str(response.get("errorType") or condition),
         error_message=str(response.get("errorMessage") or condition)[:1000],

@@ -8,7 +8,7 @@ skip the labourer for this run. The same row holds the fixed one-minute window o
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from boto3.dynamodb.conditions import Attr
@@ -17,6 +17,8 @@ from botocore.exceptions import ClientError
 from sosw.dynamo import Expressions, deserialize_item, error_code, serialize_item
 
 WINDOW_SECONDS = 60
+#: How long a lease lasts; a run that follows its labourers renews it while it works.
+LEASE_SECONDS = 60.0
 
 
 @dataclass(frozen=True)
@@ -65,15 +67,20 @@ class LeaseStore:
             labourer_id, owner, row["lease_until"], row.get("window_start", 0), int(row.get("window_count", 0))
         )
 
-    def record_invocations(self, lease: Lease, count: int, now: float) -> None:
-        """Add ``count`` invocations to the current minute's window (starting a new window if it passed)."""
+    def record_invocations(self, lease: Lease, count: int, now: float) -> Lease:
+        """Add ``count`` invocations to the current minute's window (starting a new window if it passed).
+
+        Returns the lease with its window as now stored.
+        """
         if count <= 0:
-            return
+            return lease
         ex = Expressions()
         if now - lease.window_start >= WINDOW_SECONDS:
             update = f"SET {ex.name('window_start')} = {ex.value(now)}, {ex.name('window_count')} = {ex.value(count)}"
+            after = replace(lease, window_start=now, window_count=count)
         else:
             update = f"ADD {ex.name('window_count')} {ex.value(count)}"
+            after = replace(lease, window_count=lease.window_count + count)
         self.client.update_item(
             TableName=self.table,
             Key=serialize_item({"labourer_id": lease.labourer_id}),
@@ -81,22 +88,38 @@ class LeaseStore:
             ConditionExpression=ex.condition(Attr("owner").eq(lease.owner)),
             **ex.params(),
         )
+        return after
 
-    def release(self, lease: Lease, now: float, settle_seconds: float) -> None:
-        """Let the next orchestrator in after ``settle_seconds``.
+    def flag_wake(self, labourer_id: str, now: float) -> None:
+        """Tell the holder of the labourer's lease that work came (it looks once more before letting go)."""
+        ex = Expressions()
+        self.client.update_item(
+            TableName=self.table,
+            Key=serialize_item({"labourer_id": labourer_id}),
+            UpdateExpression=f"SET {ex.name('wake')} = {ex.value(now)}",
+            **ex.params(),
+        )
 
-        The pause lets the greenfield index (eventually consistent in AWS) show this run's claims
-        before another run counts the running tasks.
+    def release(self, lease: Lease, now: float, settle_seconds: float) -> float | None:
+        """Let the next orchestrator in after ``settle_seconds``; returns when a wake-up was last flagged.
+
+        Running counts come from the slot counters, which are exact, so no pause is needed for the cap;
+        ``settle_seconds`` remains for those who want one. The wake flag is cleared in the same request.
         """
         ex = Expressions()
         try:
-            self.client.update_item(
+            response = self.client.update_item(
                 TableName=self.table,
                 Key=serialize_item({"labourer_id": lease.labourer_id}),
-                UpdateExpression=f"SET {ex.name('lease_until')} = {ex.value(now + settle_seconds)}",
+                UpdateExpression=f"SET {ex.name('lease_until')} = {ex.value(now + settle_seconds)} "
+                f"REMOVE {ex.name('wake')}",
                 ConditionExpression=ex.condition(Attr("owner").eq(lease.owner)),
+                ReturnValues="UPDATED_OLD",
                 **ex.params(),
             )
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise
+            return None
+        old = deserialize_item(response.get("Attributes") or {})
+        return old.get("wake")

@@ -12,7 +12,7 @@ import math
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,13 +23,15 @@ from aws_lambda_powertools.metrics import MetricUnit
 from sosw import aws
 from sosw.errors import ConfigError, InvokeError
 from sosw.labourer import Labourer
-from sosw.leases import Lease, LeaseStore
+from sosw.leases import LEASE_SECONDS, Lease, LeaseStore
 from sosw.managers.task import InvokeResult, TaskManager
 from sosw.metrics import put_labourer_metric, put_labourer_metrics
 
 logger = Logger(child=True)
 
 DEFAULT_COEFFICIENTS = {0: 0, 1: 0, 2: 0.5, 3: 0.75, 4: 1}
+# Outcomes of an invocation that did not reach the worker (or may not have).
+_NOT_DELIVERED = {"released", "uncertain", "error", "not_started"}
 
 
 @dataclass
@@ -49,10 +51,29 @@ class LabourerRun:
 class OrchestratorReport:
     labourers: dict[str, LabourerRun] = field(default_factory=dict)
     duration: float = 0.0
+    passes: int = 0
+    unfinished: list[str] = field(default_factory=list)
 
     @property
     def invoked(self) -> int:
         return sum(run.outcomes[InvokeResult.INVOKED.value] for run in self.labourers.values())
+
+
+@dataclass
+class _Follow:
+    """What a run knows of one labourer between its passes."""
+
+    last_progress: float
+    lease: Lease | None = None
+    health: int | None = None
+    running: int | None = None
+    queued: bool = True  # may have queued tasks (until a read finds fewer than asked)
+    queue_read: float | None = None
+    next_due: float | None = None  # None: not read yet; inf: no retry falls due within the linger horizon
+
+    @property
+    def waits_for_retry(self) -> bool:
+        return self.next_due is not None and self.next_due != math.inf
 
 
 class Orchestrator:
@@ -70,7 +91,11 @@ class Orchestrator:
         config = task_manager.config
         self.max_workers = self._max_workers(max_workers or config.get("orchestrator_max_workers", 16))
         self.safety_seconds = float(config.get("orchestrator_safety_seconds", 5))
-        self.lease_settle_seconds = float(config.get("orchestrator_lease_settle_seconds", 2))
+        self.lease_settle_seconds = float(config.get("orchestrator_lease_settle_seconds", 0))
+        self.poll_seconds = float(config.get("dispatch_poll_seconds", 0.2))
+        self.poll_max_seconds = float(config.get("dispatch_poll_max_seconds", 2))
+        self.wait_seconds = float(config.get("dispatch_wait_seconds", 20))
+        self.linger_seconds = float(config.get("dispatch_linger_seconds", 60))
         self.coefficients = self._coefficients(config.get("invocation_number_coefficient", DEFAULT_COEFFICIENTS))
         self.owner = owner or uuid.uuid4().hex
         self.leases = LeaseStore(task_manager.dynamo_db_client, config["sosw_orchestrator_leases_table"])
@@ -98,24 +123,76 @@ class Orchestrator:
             )
         return coefficients
 
-    def run(self, remaining_seconds: Callable[[], float] | None = None) -> OrchestratorReport:
-        """Orchestrate every labourer once. ``remaining_seconds`` is the Lambda's time left (None: no limit)."""
+    def run(
+        self,
+        remaining_seconds: Callable[[], float] | None = None,
+        *,
+        labourer_ids: Iterable[str] | None = None,
+        follow: bool = False,
+    ) -> OrchestratorReport:
+        """Orchestrate the labourers (``labourer_ids``: only those). ``remaining_seconds``: the Lambda's time left.
+
+        One pass fills every free slot once. ``follow=True`` keeps refilling as slots free up, while work
+        remains and for at most ``dispatch_wait_seconds`` without progress; a retry due within
+        ``dispatch_linger_seconds`` is waited for and started. Labourers with work left when the time runs
+        out are listed in ``report.unfinished`` (the handler hands them to its next invocation).
+        """
         started = self._monotonic()
         report = OrchestratorReport()
-        # The run's windows for every labourer; health is read per labourer, inside its own try, so one
-        # labourer's bad metric config or CloudWatch error doesn't stop the others.
+        # Health is read per labourer, inside its own try, so one labourer's bad metric config or
+        # CloudWatch error doesn't stop the others.
         ecology = self.tm.ecology_client
         ecology.register_task_manager(self.tm)
-        labourers = self.tm.open_run_window()
+        wanted = None if labourer_ids is None else set(labourer_ids)
+        labourers = [lab for lab in self.tm.open_run_window() if wanted is None or lab.id in wanted]
+        states = {lab.id: _Follow(last_progress=started) for lab in labourers}
+        active = list(labourers)
         with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="invoke") as pool:
-            for labourer in labourers:
-                run = report.labourers.setdefault(labourer.id, LabourerRun(labourer.id))
-                try:
-                    self._orchestrate(labourer, run, pool, remaining_seconds)
-                except Exception as exc:  # one labourer's failure must not stop the others
-                    run.error = f"{type(exc).__name__}: {exc}"
-                    logger.exception("Orchestrating a labourer failed", extra={"labourer_id": labourer.id})
+            try:
+                while active and self._time_left(remaining_seconds) > 0:
+                    if report.passes:
+                        self.tm.open_run_window()  # this pass's windows: "queued" means before now
+                    running = self.tm.get_running_counts(active)
+                    report.passes += 1
+                    still = []
+                    for labourer in active:
+                        run = report.labourers.setdefault(labourer.id, LabourerRun(labourer.id))
+                        state = states[labourer.id]
+                        try:
+                            keep = self._pass(labourer, run, state, pool, remaining_seconds, running[labourer.id])
+                            keep = follow and keep and self._follows(state)
+                        except Exception as exc:  # one labourer's failure must not stop the others
+                            run.error = f"{type(exc).__name__}: {exc}"
+                            logger.exception("Orchestrating a labourer failed", extra={"labourer_id": labourer.id})
+                            keep = False
+                        if keep or not state.lease:
+                            still += [labourer] if keep else []
+                            continue
+                        if self._release(state):  # woken meanwhile: another look before letting go
+                            state.queued = True
+                            still.append(labourer)
+                    active = still
+                    if active:
+                        time.sleep(self._pause(active, states))
+            finally:
+                for state in states.values():
+                    self._release(state)
+        report.unfinished = [lab.id for lab in active]
+        for labourer in labourers:
+            run = report.labourers.get(labourer.id)
+            if run is not None and not run.skipped_reason and not run.error:
+                snapshot = self.tm.get_queue_snapshot(labourer)
+                run.queue_length = int(snapshot["queue_length"] or 0)
+                run.oldest_queued_age = snapshot["oldest_queued_age"]
         report.duration = self._monotonic() - started
+        self._put_metrics(report)
+        logger.info(
+            "Orchestrator run done",
+            extra={"duration": report.duration, "invoked": report.invoked, "passes": report.passes},
+        )
+        return report
+
+    def _put_metrics(self, report: OrchestratorReport) -> None:
         for run in report.labourers.values():
             counts = {
                 "invoked": run.outcomes[InvokeResult.INVOKED.value],
@@ -129,30 +206,98 @@ class Orchestrator:
             if run.oldest_queued_age is not None:
                 put_labourer_metric("oldest_queued_age", run.oldest_queued_age, run.labourer_id, MetricUnit.Seconds)
             put_labourer_metric("orchestrator_duration", report.duration, run.labourer_id, MetricUnit.Seconds)
-        logger.info("Orchestrator run done", extra={"duration": report.duration, "invoked": report.invoked})
-        return report
 
-    def _invoke_next(
+    def _time_left(self, remaining_seconds: Callable[[], float] | None) -> float:
+        return math.inf if remaining_seconds is None else remaining_seconds() - self.safety_seconds
+
+    def _pass(
         self,
         labourer: Labourer,
-        lease: Lease,
-        desired: int,
+        run: LabourerRun,
+        state: _Follow,
+        pool: ThreadPoolExecutor,
+        remaining_seconds: Callable[[], float] | None,
+        running: int,
+    ) -> bool:
+        """Fill the labourer's free slots once; True while it has work left to follow."""
+        if self._time_left(remaining_seconds) <= 0:
+            run.skipped_reason = run.skipped_reason or "no time left in this run"
+            return False
+        now = self.tm.clock.now()
+        if state.lease is None or state.lease.until - now < LEASE_SECONDS / 2:
+            lease_seconds = min(LEASE_SECONDS, max(self._time_left(remaining_seconds), 1.0))
+            lease = self.leases.acquire(labourer.id, self.owner, now, lease_seconds)
+            if lease is None:
+                if state.lease is None:
+                    run.skipped_reason = "another orchestrator holds this labourer"
+                    # Its holder looks at the queue once more before letting go (see _release).
+                    self.leases.flag_wake(labourer.id, now)
+                    logger.info("Labourer leased by another orchestrator", extra={"labourer_id": labourer.id})
+                return False
+            state.lease = lease
+        if state.health is None:
+            state.health = run.health = self.tm.ecology_client.get_labourer_status(labourer)
+            labourer.set_custom_attribute("health", state.health)
+        if state.running is not None and running < state.running:
+            state.last_progress = self._monotonic()  # slots freed since the last pass
+        state.running = run.running = running
+        self._requeue_due(labourer, state, now)
+        cap = math.floor(labourer.max_simultaneous_invocations * self.coefficients[state.health])
+        desired = max(0, cap - running)
+        allowed = state.lease.invocations_left(labourer.max_invocations_per_minute, now)
+        if allowed is not None:
+            desired = min(desired, allowed)
+        run.desired = max(run.desired, desired)
+        if desired > 0 and state.queued:
+            state.queue_read = now
+            tasks = self.tm.get_next_for_labourer(labourer, cnt=desired)
+            state.queued = len(tasks) >= desired
+            if tasks:
+                before = run.outcomes.copy()
+                self._invoke(labourer, state, run, pool, remaining_seconds, tasks, cap, now)
+                outcomes = run.outcomes - before
+                if not outcomes[InvokeResult.INVOKED.value] and outcomes.keys() & _NOT_DELIVERED:
+                    return False  # Lambda refuses this worker now: the schedule tries again, not a tight loop
+        elif state.queued and cap > 0 and state.queue_read is None:
+            state.queue_read = now
+            state.queued = bool(self.tm.get_next_for_labourer(labourer, cnt=1))
+        logger.debug(
+            "Labourer pass",
+            extra={"labourer_id": labourer.id, "running": running, "desired": desired, "queued": state.queued},
+        )
+        if allowed is not None and allowed <= desired:
+            return False  # the rate limit's window is spent: the next minute's run goes on
+        return cap > 0 and (state.queued or state.waits_for_retry)
+
+    def _invoke(
+        self,
+        labourer: Labourer,
+        state: _Follow,
         run: LabourerRun,
         pool: ThreadPoolExecutor,
         remaining_seconds: Callable[[], float] | None,
+        tasks: list[dict[str, Any]],
+        cap: int,
         now: float,
     ) -> None:
-        """Take ``desired`` tasks from the head of the queue and invoke them in parallel."""
-        tasks = self.tm.get_next_for_labourer(labourer, cnt=desired)
-        # The rate-limit window is charged before invoking, so a crash can't let the next run exceed it.
-        self.leases.record_invocations(lease, len(tasks), now)
+        """Claim the tasks together within the cap, then invoke them in parallel."""
+        lease = state.lease
+        assert lease is not None
+        if labourer.max_invocations_per_minute is not None:
+            # Charged before invoking, so a crash can't let the next run exceed the rate limit.
+            state.lease = self.leases.record_invocations(lease, len(tasks), now)
+        claimed = self.tm.claim_tasks(labourer, tasks, cap)
+        run.outcomes[InvokeResult.SKIPPED.value] += len(tasks) - len(claimed)
+        if claimed:
+            state.last_progress = self._monotonic()
+            state.running = (state.running or 0) + len(claimed)
 
         def invoke(task: dict[str, Any]) -> str:
-            # Never claim past the Lambda's time or past our lease: another orchestrator may count by then.
+            # Never invoke past the Lambda's time or past our lease: the claims would be left to expire.
             if self._time_left(remaining_seconds) <= 0 or self.tm.clock.now() >= lease.until - self.safety_seconds:
                 return "not_started"
             try:
-                return self.tm.invoke_task(labourer, task=task).value
+                return self.tm.invoke_claimed_task(labourer, task).value
             except InvokeError as exc:
                 return "released" if exc.released else "uncertain"
             except Exception:  # every invocation finishes before the lease is released
@@ -161,54 +306,46 @@ class Orchestrator:
                 )
                 return "error"
 
-        for outcome in pool.map(invoke, tasks):
+        for outcome in pool.map(invoke, claimed):
             run.outcomes[outcome] += 1
 
-    def _time_left(self, remaining_seconds: Callable[[], float] | None) -> float:
-        return math.inf if remaining_seconds is None else remaining_seconds() - self.safety_seconds
+    def _requeue_due(self, labourer: Labourer, state: _Follow, now: float) -> None:
+        """Put retries that fell due at the head of the queue, and learn when the next one falls due."""
+        if state.next_due == math.inf:
+            return
+        if state.next_due is None or state.next_due <= now:
+            if state.next_due is not None:
+                due = self.tm.get_tasks_to_retry_for_labourer(labourer)
+                if due and self.tm.retry_tasks(labourer, due):
+                    state.queued = True
+            upcoming = self.tm.get_next_retry_due(labourer)
+            horizon = now + self.linger_seconds
+            state.next_due = upcoming if upcoming is not None and upcoming <= horizon else math.inf
+            if state.next_due <= now:
+                state.next_due = now  # due already: requeued on the next pass
 
-    def _orchestrate(
-        self,
-        labourer: Labourer,
-        run: LabourerRun,
-        pool: ThreadPoolExecutor,
-        remaining_seconds: Callable[[], float] | None,
-    ) -> None:
-        if self._time_left(remaining_seconds) <= 0:
-            run.skipped_reason = "no time left in this run"
-            return
+    def _follows(self, state: _Follow) -> bool:
+        """Worth another pass: work came or went lately, or a retry is about to fall due."""
+        return state.waits_for_retry or self._monotonic() - state.last_progress < self.wait_seconds
+
+    def _pause(self, active: list[Labourer], states: dict[str, _Follow]) -> float:
+        """Until the next pass: short while slots free up, longer while nothing moves, never a busy loop."""
         now = self.tm.clock.now()
-        lease_seconds = min(60.0, max(self._time_left(remaining_seconds), 1.0)) if remaining_seconds else 60.0
-        lease = self.leases.acquire(labourer.id, self.owner, now, lease_seconds)
-        if lease is None:
-            run.skipped_reason = "another orchestrator holds this labourer"
-            logger.info("Labourer leased by another orchestrator", extra={"labourer_id": labourer.id})
-            return
-        try:
-            run.health = self.tm.ecology_client.get_labourer_status(labourer)
-            labourer.set_custom_attribute("health", run.health)
-            run.running = self.tm.get_count_of_running_tasks_for_labourer(labourer)
-            cap = math.floor(labourer.max_simultaneous_invocations * self.coefficients[run.health])
-            desired = max(0, cap - run.running)
-            allowed = lease.invocations_left(labourer.max_invocations_per_minute, now)
-            if allowed is not None:
-                desired = min(desired, allowed)
-            run.desired = desired
-            if desired > 0:
-                self._invoke_next(labourer, lease, desired, run, pool, remaining_seconds, now)
-            snapshot = self.tm.get_queue_snapshot(labourer)
-            run.queue_length = int(snapshot["queue_length"] or 0)
-            run.oldest_queued_age = snapshot["oldest_queued_age"]
-            logger.info(
-                "Labourer orchestrated",
-                extra={
-                    "labourer_id": labourer.id,
-                    "health": run.health,
-                    "running": run.running,
-                    "desired": desired,
-                    "outcomes": dict(run.outcomes),
-                    "queue_length": run.queue_length,
-                },
-            )
-        finally:
-            self.leases.release(lease, self.tm.clock.now(), self.lease_settle_seconds)
+        pauses = []
+        for labourer in active:
+            state = states[labourer.id]
+            idle = self._monotonic() - state.last_progress
+            pause = min(self.poll_max_seconds, max(self.poll_seconds, idle / 4))
+            if not state.queued and state.waits_for_retry:
+                assert state.next_due is not None
+                pause = max(self.poll_seconds, min(state.next_due - now, self.linger_seconds))
+            pauses.append(pause)
+        return min(pauses)
+
+    def _release(self, state: _Follow) -> bool:
+        """Let the labourer go; True if a wake-up came after our last look at its queue (look again)."""
+        if state.lease is None:
+            return False
+        lease, state.lease = state.lease, None
+        woken = self.leases.release(lease, self.tm.clock.now(), self.lease_settle_seconds)
+        return woken is not None and state.queue_read is not None and woken >= state.queue_read

@@ -12,6 +12,7 @@ from functools import cache
 from typing import Any
 
 from sosw import aws
+from sosw.dispatch import ORCHESTRATOR_FUNCTION_ENV, SCAVENGER_FUNCTION_ENV, Waker
 from sosw.errors import ConfigError
 from sosw.managers.task import TaskManager
 
@@ -41,3 +42,17 @@ def task_manager() -> TaskManager:
     """A TaskManager on the current config (re-read at most every minute) and the container's clients."""
     dynamodb, lambda_ = _clients()
     return TaskManager(load_config(), dynamodb_client=dynamodb, lambda_client=lambda_)
+
+
+@cache
+def waker(target: str) -> Waker:
+    """The container's wake-ups of the Orchestrator (``"orchestrator"``) or the Scavenger (``"scavenger"``).
+
+    One per container, so its coalescing spans warm invocations; no function named in the environment
+    (``SOSW_ORCHESTRATOR_FUNCTION``, ``SOSW_SCAVENGER_FUNCTION``) means no wake-ups. ``"relay"`` wakes the
+    Orchestrator for new tasks without coalescing: the stream's batching already groups them, and a
+    dropped wake-up could leave a new task for the next minute.
+    """
+    env = {"orchestrator": ORCHESTRATOR_FUNCTION_ENV, "relay": ORCHESTRATOR_FUNCTION_ENV}
+    env["scavenger"] = SCAVENGER_FUNCTION_ENV
+    return Waker(_clients()[1], os.environ.get(env[target]), interval=0.0 if target == "relay" else 1.0)

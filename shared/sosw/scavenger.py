@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,10 @@ class ScavengerReport:
     def total(self, key: str) -> int:
         return sum(c[key] for c in self.labourers.values())
 
+    def to_dispatch(self) -> list[str]:
+        """Labourers with tasks put back in the queue, or waiting for a retry: dispatch has work coming."""
+        return [lab for lab, c in self.labourers.items() if c["requeued"] or c["retried"]]
+
 
 class Scavenger:
     """One scheduled run: ``Scavenger(task_manager, sns_client=..., topic_arn=...).run()``."""
@@ -54,11 +58,17 @@ class Scavenger:
             self._sns = boto3.client("sns")
         return self._sns
 
-    def run(self, remaining_seconds: Callable[[], float] | None = None) -> ScavengerReport:
-        """Scavenge every labourer once; stop moving tasks ``safety_seconds`` before ``remaining_seconds`` ends."""
+    def run(
+        self, remaining_seconds: Callable[[], float] | None = None, *, labourer_ids: Iterable[str] | None = None
+    ) -> ScavengerReport:
+        """Scavenge every labourer (``labourer_ids``: only those) once; stop moving tasks ``safety_seconds``
+        before ``remaining_seconds`` ends."""
         report = ScavengerReport()
         self._remaining = remaining_seconds
+        wanted = None if labourer_ids is None else set(labourer_ids)
         for labourer in self.tm.open_run_window():
+            if wanted is not None and labourer.id not in wanted:
+                continue
             counts = report.labourers.setdefault(labourer.id, Counter())
             try:
                 self._scavenge(labourer, counts)

@@ -91,6 +91,7 @@ class Worker:
                 task_id,
                 attempt,
                 "mark_task_as_failed",
+                labourer_id=event.get("labourer_id"),
                 stats={"duration": elapsed},
                 error={"type": type(exc).__name__, "message": str(exc)[:1000]},
             )

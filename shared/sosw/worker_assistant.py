@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from sosw.dispatch import Waker
 from sosw.errors import InvalidInputError
 from sosw.managers.task import ReportResult, TaskManager
 
@@ -21,8 +22,14 @@ ACTIONS = ("mark_task_as_completed", "mark_task_as_failed", "start_task")
 
 
 class WorkerAssistant:
-    def __init__(self, task_manager: TaskManager) -> None:
+    """Applies reports; after one is written, wakes dispatch (see :mod:`sosw.dispatch`) when it may be needed."""
+
+    def __init__(
+        self, task_manager: TaskManager, *, orchestrator: Waker | None = None, scavenger: Waker | None = None
+    ) -> None:
         self.tm = task_manager
+        self.orchestrator = orchestrator
+        self.scavenger = scavenger
 
     def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Apply one report; returns ``{"task_id", "outcome", "reason"}``. Bad events raise InvalidInputError."""
@@ -48,7 +55,11 @@ class WorkerAssistant:
             )
         elif action == "mark_task_as_completed":
             result = self.tm.mark_task_completed(
-                task_id, attempt=attempt, result=event.get("result"), stats=event.get("stats")
+                task_id,
+                attempt=attempt,
+                result=event.get("result"),
+                stats=event.get("stats"),
+                labourer_id=_text(event.get("labourer_id")),
             )
         else:
             error = event.get("error") or {}
@@ -61,5 +72,32 @@ class WorkerAssistant:
                 error_message=str(error.get("message") or ""),
                 result=event.get("result"),
                 stats=event.get("stats"),
+                labourer_id=_text(event.get("labourer_id")),
             )
+        if result and action != "start_task":
+            self._wake(action, result.labourer_id, event)
         return {"task_id": task_id, "outcome": result.outcome.value, "reason": result.reason}
+
+    def _wake(self, action: str, labourer_id: str | None, event: Mapping[str, Any]) -> None:
+        """A failure wakes the Scavenger (the task waits for its retry at once, not at the next minute). A
+        completion frees a slot: a run following the labourer refills it by itself, so the Orchestrator is
+        woken only when none may be (the task ran longer than a run follows without progress, or its run
+        time is unknown: sosw's workers don't send their task)."""
+        if labourer_id is None:
+            return
+        if action == "mark_task_as_failed":
+            if self.scavenger is not None:
+                self.scavenger.wake([labourer_id])
+            return
+        task = event.get("task")
+        greenfield = task.get("greenfield") if isinstance(task, Mapping) else None
+        if isinstance(greenfield, (int, float)) and not isinstance(greenfield, bool):
+            ran = self.tm.clock.now() - (greenfield - self.tm.config["greenfield_invocation_delta"])
+            if ran < float(self.tm.config.get("dispatch_wait_seconds", 20)) / 2:
+                return
+        if self.orchestrator is not None:
+            self.orchestrator.wake([labourer_id])
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -220,14 +220,14 @@ def test_health_bad_gets_nothing_and_moderate_gets_half(stack_factory):
 
     load(90)  # Bad
     time.sleep(1)
-    assert stack.run_orchestrator()["invoked"] == 0
+    assert stack.run_orchestrator(follow=False)["invoked"] == 0
     load(20)  # now the average of 90 and 20: 55, still Bad
     time.sleep(1)
-    assert stack.run_orchestrator()["invoked"] == 0
+    assert stack.run_orchestrator(follow=False)["invoked"] == 0
     for _ in range(6):
         load(20)  # average drops to Moderate
     time.sleep(1)
-    assert stack.run_orchestrator()["invoked"] == 5  # floor(10 x 0.5) - 0 running
+    assert stack.run_orchestrator(follow=False)["invoked"] == 5  # floor(10 x 0.5) - 0 running
 
 
 def test_two_orchestrators_and_two_scavengers_at_once(stack_factory):

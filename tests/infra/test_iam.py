@@ -69,21 +69,64 @@ def _messaging_key(synth: Synth) -> dict[str, Any]:
     raise AssertionError("no topic key")
 
 
-def test_orchestrator_may_claim_lease_invoke_the_workers_and_read_health_nothing_more(dev: Synth):
+def _named_function(name: str) -> dict[str, Any]:
+    """A control function's ARN built from its name (grants between control functions, and to itself)."""
+    return {
+        "Fn::Join": [
+            "",
+            [
+                "arn:",
+                {"Ref": "AWS::Partition"},
+                ":lambda:",
+                {"Ref": "AWS::Region"},
+                ":",
+                {"Ref": "AWS::AccountId"},
+                f":function:{name}",
+            ],
+        ]
+    }
+
+
+def _tasks_stream(synth: Synth) -> dict[str, Any]:
+    for logical_id, table in synth.of_type("AWS::DynamoDB::Table").items():
+        if table["Properties"]["TableName"] == "dev_sosw_tasks":
+            return {"Fn::GetAtt": [logical_id, "StreamArn"]}
+    raise AssertionError("no tasks table")
+
+
+def test_orchestrator_may_claim_lease_requeue_invoke_the_workers_and_read_health_nothing_more(dev: Synth):
     worker = dev.function_arn("dev_example_worker")
     expected = {
         **_control(dev, "dev_sosw_orchestrator"),
         "OpenTasks": {
-            "Action": ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+            "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:Query", "dynamodb:UpdateItem"],
             "Resource": [dev.table_arn("dev_sosw_tasks"), dev.index_arn("dev_sosw_tasks", "sosw_tasks_greenfield")],
+        },
+        "RetryTasks": {
+            "Action": ["dynamodb:DeleteItem", "dynamodb:Query"],
+            "Resource": [
+                dev.table_arn("dev_sosw_retry_tasks"),
+                dev.index_arn("dev_sosw_retry_tasks", "labourer_id_greenfield"),
+            ],
         },
         "ClosedTasksIndex": {
             "Action": ["dynamodb:Query"],
             "Resource": [dev.index_arn("dev_sosw_closed_tasks", "labourer_task_status_with_time")],
         },
         "Leases": {
-            "Action": ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+            "Action": [
+                "dynamodb:BatchGetItem",
+                "dynamodb:DeleteItem",
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+            ],
             "Resource": [dev.table_arn("dev_sosw_orchestrator_leases")],
+        },
+        "WakeDispatch": {"Action": ["lambda:InvokeFunction"], "Resource": [_named_function("dev_sosw_orchestrator")]},
+        "TasksStream": {
+            "Action": ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
+            "Resource": [_tasks_stream(dev)],
         },
         "InvokeWorkers": {"Action": ["lambda:InvokeFunction"], "Resource": [worker]},
         "ReadWorkerTimeouts": {"Action": ["lambda:GetFunctionConfiguration"], "Resource": [worker]},
@@ -101,7 +144,7 @@ def test_health_metrics_are_readable_only_when_a_labourer_declares_them(dev: Syn
     }
 
 
-def test_scavenger_moves_tasks_and_publishes_dead_ones_but_invokes_nothing(dev: Synth):
+def test_scavenger_moves_tasks_and_publishes_dead_ones_and_wakes_only_the_orchestrator(dev: Synth):
     expected = {
         **_control(dev, "dev_sosw_scavenger"),
         "OpenTasks": {
@@ -126,6 +169,11 @@ def test_scavenger_moves_tasks_and_publishes_dead_ones_but_invokes_nothing(dev: 
             "Action": ["dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem"],
             "Resource": [dev.table_arn("dev_sosw_closed_tasks")],
         },
+        "SlotCounters": {
+            "Action": ["dynamodb:UpdateItem"],
+            "Resource": [dev.table_arn("dev_sosw_orchestrator_leases")],
+        },
+        "WakeDispatch": {"Action": ["lambda:InvokeFunction"], "Resource": [_named_function("dev_sosw_orchestrator")]},
         "PublishDeadTasks": {"Action": ["sns:Publish"], "Resource": [_dead_topic(dev)]},
         "EncryptDeadTasks": {"Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": [_messaging_key(dev)]},
         "ReadWorkerTimeouts": {
@@ -134,10 +182,11 @@ def test_scavenger_moves_tasks_and_publishes_dead_ones_but_invokes_nothing(dev: 
         },
     }
     assert dev.statements_by_sid("dev_sosw_scavenger") == expected
-    assert not any("lambda:InvokeFunction" in as_list(s["Action"]) for s in dev.statements("dev_sosw_scavenger"))
+    invokes = [s for s in dev.statements("dev_sosw_scavenger") if "lambda:InvokeFunction" in as_list(s["Action"])]
+    assert [s["Resource"] for s in invokes] == [_named_function("dev_sosw_orchestrator")]
 
 
-def test_assistant_and_failure_handler_only_read_and_update_open_tasks(dev: Synth):
+def test_assistant_and_failure_handler_report_free_slots_and_wake_dispatch_nothing_more(dev: Synth):
     for name in ("dev_sosw_worker_assistant", "dev_sosw_failure_handler"):
         expected = {
             **_control(dev, name),
@@ -145,7 +194,22 @@ def test_assistant_and_failure_handler_only_read_and_update_open_tasks(dev: Synt
                 "Action": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
                 "Resource": [dev.table_arn("dev_sosw_tasks")],
             },
+            "SlotCounters": {
+                "Action": ["dynamodb:UpdateItem"],
+                "Resource": [dev.table_arn("dev_sosw_orchestrator_leases")],
+            },
+            "WakeDispatch": {
+                "Action": ["lambda:InvokeFunction"],
+                "Resource": [_named_function("dev_sosw_orchestrator"), _named_function("dev_sosw_scavenger")],
+            },
         }
+        if name == "dev_sosw_worker_assistant":
+            # It closes a completed task in the report's own transaction: delete it open, put it closed.
+            expected["OpenTasks"]["Action"] = ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:UpdateItem"]
+            expected["ClosedTasks"] = {
+                "Action": ["dynamodb:PutItem"],
+                "Resource": [dev.table_arn("dev_sosw_closed_tasks")],
+            }
         assert dev.statements_by_sid(name) == expected, name
 
 

@@ -231,7 +231,14 @@ def loop_process(
 
             tm.dynamo_db_client.meta.events.register("before-send.dynamodb", maybe_crash)
         if kind == "orchestrator":
-            Orchestrator(tm).run()
+            # A run that follows the work (continuous dispatch) until the process's time is up
+            safety = float(tm.config.get("orchestrator_safety_seconds", 5))
+            until = min(deadline, time.monotonic() + 4)
+
+            def remaining(until: float = until, safety: float = safety) -> float:
+                return safety + until - time.monotonic()
+
+            Orchestrator(tm).run(remaining, follow=True)
         else:
             Scavenger(tm).run()
         time.sleep(0.05)

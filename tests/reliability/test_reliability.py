@@ -161,7 +161,14 @@ def run_threads(
                     install(tm.dynamo_db_client)
                 managers.append(tm)
                 if kind == "orchestrator":
-                    report = Orchestrator(tm).run()
+                    # Runs that follow the work (continuous dispatch) for a few seconds each, or until stopped
+                    until_run = time.monotonic() + 4
+                    safety = float(tm.config.get("orchestrator_safety_seconds", 5))
+
+                    def remaining(until_run: float = until_run, safety: float = safety) -> float:
+                        return safety + (0.0 if stop_event.is_set() else until_run - time.monotonic())
+
+                    report = Orchestrator(tm).run(remaining, follow=True)
                     errors.extend(f"{k}: {v.error}" for k, v in report.labourers.items() if v.error)
                 else:
                     errors.extend(f"{k}: {v}" for k, v in Scavenger(tm).run().errors.items())

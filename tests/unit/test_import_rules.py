@@ -37,10 +37,11 @@ STEPS = {
     "sosw.tasks.model": set(),
     "sosw.tasks.context": set(),
     "sosw.tasks.queue": {"sosw.tasks.context", "sosw.tasks.model"},
+    "sosw.tasks.slots": {"sosw.tasks.context"},
     "sosw.tasks.creation": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue"},
-    "sosw.tasks.claims": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue"},
-    "sosw.tasks.reports": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue"},
-    "sosw.tasks.moves": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue"},
+    "sosw.tasks.claims": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue", "sosw.tasks.slots"},
+    "sosw.tasks.reports": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue", "sosw.tasks.slots"},
+    "sosw.tasks.moves": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue", "sosw.tasks.slots"},
     "sosw.tasks.dead": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue", "sosw.tasks.moves"},
 }
 TOOLS = ("sosw.cli", "sosw.local")

@@ -140,8 +140,7 @@ def _drive(stack: LocalStack, tm: Any, totals: dict[str, int], tick: float, time
     with Live(progress, console=console, refresh_per_second=8, transient=False):
         while time.monotonic() < deadline:
             tick_started = time.monotonic()
-            stack.run_orchestrator()
-            stack.run_scavenger()
+            stack.schedule_tick()
             letters.extend(stack.dead_letters())
             for labourer in tm.open_run_window():
                 c = tm.get_labourer_counts(labourer)

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+from botocore.config import Config
 
 from sosw import aws
 from sosw.local.dynamodb_local import DynamoDBLocal, free_port
 from sosw.local.lambda_server import FunctionSpec, LocalLambda
 from sosw.local.moto_dynamodb import SerialMotoServer
+from sosw.local.streams import StreamMapping, StreamPoller
 from sosw.local.tables import prefixed_config
 from sosw.local.template import TemplateFunction, TemplateStack
 from sosw.local.template import load as load_template
@@ -35,6 +37,7 @@ ASSISTANT = "sosw_worker_assistant"
 FAILURE_HANDLER = "sosw_failure_handler"
 ORCHESTRATOR = "sosw_orchestrator"
 SCAVENGER = "sosw_scavenger"
+ORCHESTRATOR_CONCURRENCY = 5
 
 
 @dataclass(frozen=True)
@@ -68,11 +71,13 @@ def programmatic_stack(
             role, name, code, "app.handler", timeout, environment, retry_attempts=retries, role=role
         )
 
+    wake = {"SOSW_ORCHESTRATOR_FUNCTION": ORCHESTRATOR}
+    wake_both = {**wake, "SOSW_SCAVENGER_FUNCTION": SCAVENGER}
     functions = [
-        control("orchestrator", ORCHESTRATOR, 60),
-        control("scavenger", SCAVENGER, 60, SOSW_DEAD_LETTER_TOPIC_ARN={"Ref": "DeadTasks"}),
-        control("worker_assistant", ASSISTANT, 10, retries=2),  # as the CDK stack configures them
-        control("failure_handler", FAILURE_HANDLER, 10, retries=2),
+        control("orchestrator", ORCHESTRATOR, 300, **wake),
+        control("scavenger", SCAVENGER, 60, SOSW_DEAD_LETTER_TOPIC_ARN={"Ref": "DeadTasks"}, **wake),
+        control("worker_assistant", ASSISTANT, 10, retries=2, **wake_both),  # as the CDK stack configures them
+        control("failure_handler", FAILURE_HANDLER, 10, retries=2, **wake_both),
     ]
     worker_env = {"SOSW_WORKER_ASSISTANT_FUNCTION": ASSISTANT, "POWERTOOLS_SERVICE_NAME": "worker"}
     for worker in workers:
@@ -89,8 +94,14 @@ def programmatic_stack(
                 max_event_age=max(float(worker.settings.get("cooldown", 300)), 60.0),
             )
         )
+    schemas = table_schemas(full)
+    tables = [schema.create_table_kwargs() for schema in schemas.values()]
+    for table in tables:
+        if table["TableName"] == schemas["tasks"].name:  # as the CDK stack creates it: new tasks wake dispatch
+            table["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
     return TemplateStack(
-        tables=[schema.create_table_kwargs() for schema in table_schemas(full).values()],
+        tables=tables,
+        streams=[StreamMapping(schemas["tasks"].name, ORCHESTRATOR)],
         functions=functions,
         config_parameter=CONFIG_PARAMETER,
         config=full,
@@ -133,6 +144,7 @@ class LocalStack:
         self._saved_env: dict[str, str | None] = {}
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="sosw-local-"))
         self.topic_arn: str | None = None
+        self.stream_pollers: list[StreamPoller] = []
 
     @classmethod
     def from_template(cls, cdk_out: str | os.PathLike[str], **kwargs: Any) -> LocalStack:
@@ -210,6 +222,9 @@ class LocalStack:
                 concurrency = self.worker_concurrency.get(function.name, 4)
             elif function.role == "worker_assistant":
                 concurrency = 12  # every worker calls it synchronously before working
+            elif function.role == "orchestrator":
+                # As the deployed reserved concurrency: a run that follows the work, and wake-ups beside it.
+                concurrency = max(self.control_concurrency, ORCHESTRATOR_CONCURRENCY)
             else:
                 concurrency = self.control_concurrency
             functions.append(
@@ -233,8 +248,12 @@ class LocalStack:
             )["Attributes"]["QueueArn"]
             sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn)
         self.lambda_ = LocalLambda(functions, port=lambda_port, log_dir=self.log_dir).start()
+        self.stream_pollers = [StreamPoller(m, self._dynamodb_endpoint).start() for m in self.spec.streams]
 
     def stop(self) -> None:
+        for poller in self.stream_pollers:
+            poller.stop()
+        self.stream_pollers = []
         if self.lambda_:
             self.lambda_.stop()
             self.lambda_ = None
@@ -270,20 +289,31 @@ class LocalStack:
     def task_manager(self, **kwargs: Any) -> TaskManager:
         return TaskManager(self.config, **kwargs)
 
-    def _invoke(self, name: str) -> dict[str, Any]:
-        response = aws.lambda_client().invoke(FunctionName=name, InvocationType="RequestResponse", Payload=b"{}")
+    def _invoke(self, name: str, event: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        # Synchronous, as a caller that waits for the run: wait as long as the function may run.
+        timeout = next((f.timeout for f in self.spec.functions if f.name == name), 60.0)
+        client = boto3.client("lambda", config=aws.LAMBDA_INVOKE_CONFIG.merge(Config(read_timeout=timeout + 10)))
+        response = client.invoke(FunctionName=name, InvocationType="RequestResponse", Payload=json.dumps(event or {}))
         body = json.loads(response["Payload"].read() or b"{}")
         if response.get("FunctionError"):
             raise RuntimeError(f"{name} failed: {body}")
         return body
 
-    def run_orchestrator(self) -> dict[str, Any]:
-        """One scheduled run of the Orchestrator Lambda."""
-        return self._invoke(self.orchestrator)
+    def run_orchestrator(self, *, follow: bool = True) -> dict[str, Any]:
+        """A scheduled run of the Orchestrator Lambda (it follows the work until there is none);
+        ``follow=False``: one pass, which fills each labourer's free slots once."""
+        return self._invoke(self.orchestrator, None if follow else {"follow": False})
 
     def run_scavenger(self) -> dict[str, Any]:
         """One scheduled run of the Scavenger Lambda."""
         return self._invoke(self.scavenger)
+
+    def schedule_tick(self) -> None:
+        """What the minute schedules do: invoke the Orchestrator and the Scavenger asynchronously (EventBridge
+        doesn't wait for a run, so a run that follows the work doesn't hold up the next tick)."""
+        client = aws.lambda_client()
+        for name in (self.orchestrator, self.scavenger):
+            client.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """The dead-task notifications published so far (drained from the SNS topic's test queue)."""

@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sosw.local.streams import StreamMapping
+
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
 _RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)")
 _UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
@@ -44,6 +46,7 @@ class TemplateStack:
     config: dict[str, Any] = field(default_factory=dict)
     topics: dict[str, str] = field(default_factory=dict)  # logical id -> topic name
     schedules: dict[str, float] = field(default_factory=dict)  # function name -> seconds between runs
+    streams: list[StreamMapping] = field(default_factory=list)  # event source mappings of table streams
 
     def function(self, role: str) -> TemplateFunction:
         for function in self.functions:
@@ -76,10 +79,12 @@ def load(cdk_out: Path, stack_name: str | None = None) -> TemplateStack:
     resources: dict[str, Any] = template["Resources"]
     stack = TemplateStack()
     names = {}
+    table_names = {}
     for logical_id, resource in resources.items():
         kind, props = resource["Type"], resource.get("Properties", {})
         if kind == "AWS::DynamoDB::Table":
             stack.tables.append(_create_table_kwargs(props))
+            table_names[logical_id] = props["TableName"]
         elif kind == "AWS::SSM::Parameter":
             stack.config_parameter = props["Name"]
             stack.config = json.loads(props["Value"])
@@ -116,6 +121,10 @@ def load(cdk_out: Path, stack_name: str | None = None) -> TemplateStack:
             )
         )
     for resource in resources.values():
+        if resource["Type"] == "AWS::Lambda::EventSourceMapping":
+            mapping = _stream_mapping(resource["Properties"], table_names, names)
+            if mapping is not None:
+                stack.streams.append(mapping)
         if resource["Type"] == "AWS::Events::Rule":
             seconds = _rate_seconds(resource["Properties"].get("ScheduleExpression", ""))
             for target in resource["Properties"].get("Targets", []):
@@ -132,6 +141,8 @@ def _create_table_kwargs(props: Mapping[str, Any]) -> dict[str, Any]:
         "AttributeDefinitions": props["AttributeDefinitions"],
         "BillingMode": "PAY_PER_REQUEST",
     }
+    if props.get("StreamSpecification"):
+        kwargs["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
     for key in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
         if props.get(key):
             kwargs[key] = [
@@ -139,6 +150,25 @@ def _create_table_kwargs(props: Mapping[str, Any]) -> dict[str, Any]:
                 for index in props[key]
             ]
     return kwargs
+
+
+def _stream_mapping(
+    props: Mapping[str, Any], tables: Mapping[str, str], functions: Mapping[str, str]
+) -> StreamMapping | None:
+    table = tables.get(_get_att_id(props.get("EventSourceArn")) or "")
+    function = functions.get(_ref(props.get("FunctionName")) or "")
+    if not table or not function:
+        return None
+    names: list[str] = []
+    for criterion in (props.get("FilterCriteria") or {}).get("Filters", []):
+        names += json.loads(criterion.get("Pattern", "{}")).get("eventName", [])
+    return StreamMapping(
+        table=table,
+        function=function,
+        batch_size=int(props.get("BatchSize", 100)),
+        batching_window=float(props.get("MaximumBatchingWindowInSeconds", 0)),
+        event_names=tuple(names) or ("INSERT", "MODIFY", "REMOVE"),
+    )
 
 
 def _ref(value: Any) -> str | None:

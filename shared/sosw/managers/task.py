@@ -268,6 +268,10 @@ class TaskManager:
         """Tasks in the retry table whose delay has passed, the longest-waiting first."""
         return self._queue.get_tasks_to_retry_for_labourer(labourer, limit)
 
+    def get_next_retry_due(self, labourer: Labourer) -> float | None:
+        """When the labourer's earliest waiting retry (or delayed task) falls due; None if none waits."""
+        return self._queue.get_next_retry_due(labourer)
+
     def get_average_labourer_duration(self, labourer: Labourer) -> float | None:
         """Average run time of the last completed tasks (``max_closed_to_analyse_for_duration``)."""
         return self._queue.get_average_labourer_duration(labourer)
@@ -283,19 +287,36 @@ class TaskManager:
     # ------------------------------------------------------------------ claiming and invoking (sosw.tasks.claims)
 
     def mark_task_invoked(
-        self, labourer: Labourer, task: dict[str, Any], check_running: bool | None = True
+        self, labourer: Labourer, task: dict[str, Any], check_running: bool | None = True, *, cap: int | None = None
     ) -> dict[str, Any]:
-        """Claim the task: greenfield = now + ``greenfield_invocation_delta``, attempts + 1.
+        """Claim the task: greenfield = now + ``greenfield_invocation_delta``, attempts + 1, a slot taken.
 
         :raises RuntimeError:
         """
-        return self._claims.mark_task_invoked(labourer, task, check_running)
+        return self._claims.mark_task_invoked(labourer, task, check_running, cap=cap)
 
     def invoke_task(
-        self, labourer: Labourer, task_id: str | None = None, task: dict[str, Any] | None = None
+        self,
+        labourer: Labourer,
+        task_id: str | None = None,
+        task: dict[str, Any] | None = None,
+        *,
+        cap: int | None = None,
     ) -> InvokeResult:
         """Claim the task and invoke the worker Lambda asynchronously with it."""
-        return self._claims.invoke_task(labourer, task_id, task)
+        return self._claims.invoke_task(labourer, task_id, task, cap=cap)
+
+    def claim_tasks(self, labourer: Labourer, tasks: list[dict[str, Any]], cap: int) -> list[dict[str, Any]]:
+        """Claim queued tasks together (one transaction per 99), within ``cap`` running; returns those claimed."""
+        return self._claims.claim_tasks(labourer, tasks, cap)
+
+    def invoke_claimed_task(self, labourer: Labourer, claimed: dict[str, Any]) -> InvokeResult:
+        """Invoke the worker with a task claimed by :meth:`claim_tasks`; a refused Invoke releases the claim."""
+        return self._claims.invoke_claimed(labourer, claimed)
+
+    def get_running_counts(self, labourers: list[Labourer]) -> dict[str, int]:
+        """Tasks holding a slot, per labourer id: exact (the slot counters), not the eventually consistent index."""
+        return self._claims.slots.running(lab.id for lab in labourers)
 
     def worker_event(self, task: Mapping[str, Any]) -> dict[str, Any]:
         """The event a worker receives: its payload merged with the task's own fields (task_id, attempts, ...)."""
@@ -304,10 +325,18 @@ class TaskManager:
     # ------------------------------------------------------------------ reports from workers (sosw.tasks.reports)
 
     def mark_task_completed(
-        self, task_id: str, *, attempt: int | None = None, result: Any = None, stats: Any = None
+        self,
+        task_id: str,
+        *,
+        attempt: int | None = None,
+        result: Any = None,
+        stats: Any = None,
+        labourer_id: str | None = None,
     ) -> ReportResult:
         """Record that the worker completed the task's current attempt."""
-        return self._reports.mark_task_completed(task_id, attempt=attempt, result=result, stats=stats)
+        return self._reports.mark_task_completed(
+            task_id, attempt=attempt, result=result, stats=stats, labourer_id=labourer_id
+        )
 
     def complete_and_archive_task(
         self, task: Mapping[str, Any], *, attempt: int, result: Any = None, stats: Any = None
@@ -324,10 +353,17 @@ class TaskManager:
         error_message: str | None = None,
         result: Any = None,
         stats: Any = None,
+        labourer_id: str | None = None,
     ) -> ReportResult:
         """Record that the current attempt failed, so the Scavenger retries it (or closes it) at once."""
         return self._reports.mark_task_failed(
-            task_id, attempt=attempt, error_type=error_type, error_message=error_message, result=result, stats=stats
+            task_id,
+            attempt=attempt,
+            error_type=error_type,
+            error_message=error_message,
+            result=result,
+            stats=stats,
+            labourer_id=labourer_id,
         )
 
     def mark_task_started(

@@ -8,25 +8,34 @@ not counted.
 from __future__ import annotations
 
 import json
-import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from boto3.dynamodb.conditions import Attr
+from boto3.dynamodb.conditions import Attr, ConditionBase
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
 
-from sosw.dynamo import Expressions, error_code, serialize_item
-from sosw.errors import InvalidInputError, InvokeRejectedError, InvokeUncertainError, TaskAlreadyInvokedError
+from sosw.dynamo import Expressions, TransactionCancelled, error_code, serialize_item, transact_write
+from sosw.errors import (
+    InvalidInputError,
+    InvokeRejectedError,
+    InvokeUncertainError,
+    NoFreeSlotError,
+    TaskAlreadyInvokedError,
+)
 from sosw.labourer import Labourer
 from sosw.tasks.context import TaskContext
 from sosw.tasks.model import ATTEMPT_FIELDS, REPORT_FIELDS, WORKER_EVENT_FIELDS, InvokeResult
 from sosw.tasks.queue import TaskQueue
+from sosw.tasks.slots import SlotCounters, occupies_slot
 from sosw.validation import check_task_id
 
 __all__ = ["TaskClaims"]
 
 logger = Logger(child=True)
+
+# One transaction holds 100 items: 99 claims and the slot counter's update.
+_CLAIMS_PER_TRANSACTION = 99
 
 
 class TaskClaims:
@@ -35,6 +44,7 @@ class TaskClaims:
     def __init__(self, ctx: TaskContext, queue: TaskQueue) -> None:
         self.ctx = ctx
         self.queue = queue
+        self.slots = SlotCounters(ctx)
 
     def _check_task_for(self, labourer: Labourer, task: Any) -> dict[str, Any]:
         _ = self.ctx.field
@@ -49,14 +59,16 @@ class TaskClaims:
         return task
 
     def mark_task_invoked(
-        self, labourer: Labourer, task: dict[str, Any], check_running: bool | None = True
+        self, labourer: Labourer, task: dict[str, Any], check_running: bool | None = True, *, cap: int | None = None
     ) -> dict[str, Any]:
-        """Claim the task: greenfield = now + ``greenfield_invocation_delta``, attempts + 1.
+        """Claim the task: greenfield = now + ``greenfield_invocation_delta``, attempts + 1, one slot taken.
 
-        By default the update is conditional on the task still being queued (greenfield below the
-        start of this run), so two orchestrators racing for one task can't both invoke it: the loser
-        gets :class:`TaskAlreadyInvokedError`, a ``RuntimeError``. ``check_running=False`` drops that
-        condition (the task must still exist and belong to the labourer). Returns the task as stored.
+        By default the claim is conditional on the task still being queued (greenfield below the start
+        of this run) and unchanged since it was read, so two orchestrators racing for one task can't both
+        invoke it: the loser gets :class:`TaskAlreadyInvokedError`, a ``RuntimeError``.
+        ``check_running=False`` drops the "queued" condition (the task must still exist and belong to the
+        labourer). With ``cap``, the labourer's slot counter must be below it (:class:`NoFreeSlotError`).
+        Returns the task as stored.
 
         :raises RuntimeError:
         """
@@ -64,35 +76,117 @@ class TaskClaims:
         task = self._check_task_for(labourer, task)
         _ = self.ctx.field
         start, _invoked, _expired = self.ctx.windows(labourer)
-        ex = Expressions()
-        condition = Attr(_("task_id")).exists() & Attr(_("labourer_id")).eq(labourer.id)
-        if check_running:
-            condition = condition & Attr(_("greenfield")).lt(start)
-        cleared = ", ".join(ex.name(_(f)) for f in (*ATTEMPT_FIELDS, *REPORT_FIELDS))
-        greenfield = self.ctx.now() + self.ctx.config["greenfield_invocation_delta"]
-        # A token of this claim: if botocore retries the update after a lost response, the condition
-        # fails on our own write, and the token tells it apart from another orchestrator's claim.
-        token = uuid.uuid4().hex
-        update = (
-            f"SET {ex.name(_('greenfield'))} = {ex.value(greenfield)}, {ex.name('claim_token')} = {ex.value(token)} "
-            f"ADD {ex.name(_('attempts'))} {ex.value(1)} REMOVE {cleared}"
-        )
-        log = {"task_id": task[_("task_id")], "labourer_id": labourer.id}
-        written, claimed = self.ctx.update_open_task(task[_("task_id")], update, condition, ex)
-        if not written:  # ``claimed`` is the task as it was
-            if claimed and claimed.get(_("labourer_id")) != labourer.id:
+        if not check_running:
+            # Whatever state the copy shows, the claim applies to the task as stored now: read it.
+            stored = self.queue.get_task_by_id(task[_("task_id")])
+            if not stored:
+                raise TaskAlreadyInvokedError(task[_("task_id")])
+            task = self._check_task_for(labourer, stored)
+        # A task that already holds a slot (re-claimed while running, check_running=False) keeps it.
+        occupying = not check_running and occupies_slot(self.ctx, task)
+        still = self.ctx.open_condition() & Attr(_("greenfield")).gte(self.ctx.now()) if occupying else None
+        item, claimed = self._claim_item(labourer, task, start, check_running=bool(check_running), extra=still)
+        items = [item] if occupying else [item, self.slots.take_item(labourer.id, cap)]
+        try:
+            transact_write(self.ctx.dynamodb, items, **self.ctx.retry_settings())
+        except TransactionCancelled as cancelled:
+            old = cancelled.reasons[0].get("Item") or {}
+            if cancelled.reasons[0].get("Code") != "ConditionalCheckFailed":
+                raise NoFreeSlotError(task[_("task_id")], labourer.id, cap) from None
+            if old and old.get(_("labourer_id")) != labourer.id:
                 raise InvalidInputError(
                     _("labourer_id"),
-                    f"task {task[_('task_id')]!r} belongs to {claimed.get(_('labourer_id'))!r}, not to {labourer.id!r}",
-                )
-            if claimed.get("claim_token") != token:
-                raise TaskAlreadyInvokedError(task[_("task_id")])
-            # else it is our own claim, retried by botocore after a lost response: it did succeed.
-        logger.info("Task claimed", extra={**log, "attempt": claimed.get(_("attempts"))})
+                    f"task {task[_('task_id')]!r} belongs to {old.get(_('labourer_id'))!r}, not to {labourer.id!r}",
+                ) from None
+            raise TaskAlreadyInvokedError(task[_("task_id")]) from None
+        logger.info("Task claimed", extra={"task_id": task[_("task_id")], "labourer_id": labourer.id})
         return claimed
 
+    def claim_tasks(self, labourer: Labourer, tasks: list[dict[str, Any]], cap: int) -> list[dict[str, Any]]:
+        """Claim queued tasks together: one transaction per 99 tasks, taking their slots at once.
+
+        The Orchestrator's way: one request for a whole refill instead of one per task, and its own
+        claims never contend for the slot counter. Tasks taken meanwhile by someone else are left out;
+        when the counter has less room than asked, as many as fit are claimed. Returns those claimed.
+        """
+        labourer = self.ctx.check_labourer(labourer)
+        start, _invoked, _expired = self.ctx.windows(labourer)
+        claimed: list[dict[str, Any]] = []
+        for first in range(0, len(tasks), _CLAIMS_PER_TRANSACTION):
+            pending = [
+                self._claim_item(labourer, self._check_task_for(labourer, task), start, check_running=True)
+                for task in tasks[first : first + _CLAIMS_PER_TRANSACTION]
+            ]
+            while pending:
+                take = self.slots.take_item(labourer.id, cap, count=len(pending))
+                try:
+                    transact_write(self.ctx.dynamodb, [p[0] for p in pending] + [take], **self.ctx.retry_settings())
+                    claimed.extend(p[1] for p in pending)
+                    break
+                except TransactionCancelled as cancelled:
+                    reasons = cancelled.reasons[:-1]
+                    lost = {i for i, r in enumerate(reasons) if r.get("Code") == "ConditionalCheckFailed"}
+                    if lost:
+                        self.ctx.stats["concurrent_task_invocations_skipped"] += len(lost)
+                        pending = [p for i, p in enumerate(pending) if i not in lost]
+                        continue
+                    room = cap - self.slots.running([labourer.id])[labourer.id]
+                    if room <= 0:
+                        return claimed
+                    pending = pending[: min(room, len(pending) - 1)]
+        logger.info("Tasks claimed", extra={"labourer_id": labourer.id, "count": len(claimed)})
+        return claimed
+
+    def _claim_item(
+        self,
+        labourer: Labourer,
+        task: dict[str, Any],
+        start: int,
+        *,
+        check_running: bool,
+        extra: ConditionBase | None = None,
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The claim's update of one task, and the task as it will be stored once it is written.
+
+        Conditional on the task being as read (same greenfield and attempt): the stored task is then the
+        read copy with the claim applied, so no read is needed after the write.
+        """
+        _ = self.ctx.field
+        ex = Expressions()
+        condition = self.ctx.version_condition(task) & Attr(_("labourer_id")).eq(labourer.id)
+        if check_running:
+            condition = condition & Attr(_("greenfield")).lt(start)
+        if extra is not None:
+            condition = condition & extra
+        cleared = [_(f) for f in (*ATTEMPT_FIELDS, *REPORT_FIELDS)] + ["claim_token"]
+        greenfield = self.ctx.now() + self.ctx.config["greenfield_invocation_delta"]
+        attempts = int(task.get(_("attempts"), 0)) + 1
+        update = (
+            f"SET {ex.name(_('greenfield'))} = {ex.value(greenfield)} "
+            f"ADD {ex.name(_('attempts'))} {ex.value(1)} REMOVE {', '.join(ex.name(f) for f in cleared)}"
+        )
+        item = {
+            "Update": {
+                "TableName": self.ctx.tasks_table,
+                "Key": serialize_item({_("task_id"): task[_("task_id")]}),
+                "UpdateExpression": update,
+                "ConditionExpression": ex.condition(condition),
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                **ex.params(),
+            }
+        }
+        claimed = {k: v for k, v in task.items() if k not in cleared}
+        claimed[_("greenfield")] = greenfield
+        claimed[_("attempts")] = attempts
+        return item, claimed
+
     def invoke_task(
-        self, labourer: Labourer, task_id: str | None = None, task: dict[str, Any] | None = None
+        self,
+        labourer: Labourer,
+        task_id: str | None = None,
+        task: dict[str, Any] | None = None,
+        *,
+        cap: int | None = None,
     ) -> InvokeResult:
         """Claim the task and invoke the worker Lambda asynchronously with it.
 
@@ -110,24 +204,34 @@ class TaskClaims:
         labourer = self.ctx.check_labourer(labourer)
         if (task_id is None) == (task is None):
             raise InvalidInputError("task_id", "give exactly one of task_id or task")
-        if task_id is not None:
-            task = self.queue.get_task_by_id(task_id)
-            if not task:
-                # Taken and already closed or moved by someone else: skipped, as the seed promises.
-                self.ctx.stats["concurrent_task_invocations_skipped"] += 1
-                logger.info("Task not open: skipped", extra={"task_id": task_id, "labourer_id": labourer.id})
-                return InvokeResult.SKIPPED
-        assert task is not None
-        task = self._check_task_for(labourer, task)
-        _ = self.ctx.field
-        log = {"task_id": task[_("task_id")], "labourer_id": labourer.id}
+        if task is not None:
+            task_id = self._check_task_for(labourer, task)[self.ctx.field("task_id")]
+        # The worker gets the task as stored, never a caller's copy: read it (strongly consistent) first.
+        assert task_id is not None
+        stored = self.queue.get_task_by_id(task_id)
+        log = {"task_id": task_id, "labourer_id": labourer.id}
+        if not stored:
+            # Taken and already closed or moved by someone else: skipped, as the seed promises.
+            self.ctx.stats["concurrent_task_invocations_skipped"] += 1
+            logger.info("Task not open: skipped", extra=log)
+            return InvokeResult.SKIPPED
         try:
-            claimed = self.mark_task_invoked(labourer, task)
+            claimed = self.mark_task_invoked(labourer, stored, cap=cap)
         except TaskAlreadyInvokedError:
             self.ctx.stats["concurrent_task_invocations_skipped"] += 1
             logger.info("Task already claimed: skipped", extra=log)
             return InvokeResult.SKIPPED
-        log["attempt"] = claimed.get(_("attempts"))
+        except NoFreeSlotError:
+            self.ctx.stats["invocations_without_slot"] += 1
+            logger.info("No free slot: skipped", extra=log)
+            return InvokeResult.NO_SLOT
+        return self.invoke_claimed(labourer, claimed)
+
+    def invoke_claimed(self, labourer: Labourer, claimed: dict[str, Any]) -> InvokeResult:
+        """Invoke the worker with a task this process claimed; release the claim if Lambda refused it."""
+        _ = self.ctx.field
+        task_id = claimed[_("task_id")]
+        log = {"task_id": task_id, "labourer_id": labourer.id, "attempt": claimed.get(_("attempts"))}
         try:
             self.ctx.lambda_client.invoke(
                 FunctionName=labourer.arn, InvocationType="Event", Payload=json.dumps(self.worker_event(claimed))
@@ -138,26 +242,20 @@ class TaskClaims:
                 released = self._release_claim(labourer, claimed)
                 self.ctx.stats["invocations_rejected"] += 1
                 logger.warning("Invoke refused", extra={**log, "error": error_code(exc), "released": released})
-                raise InvokeRejectedError(
-                    task[_("task_id")], f"Invoke refused ({error_code(exc)})", released=released
-                ) from exc
+                raise InvokeRejectedError(task_id, f"Invoke refused ({error_code(exc)})", released=released) from exc
             self.ctx.stats["invocations_uncertain"] += 1
             logger.error("Invoke failed: task stays invoked", extra={**log, "error": error_code(exc)})
-            raise InvokeUncertainError(
-                task[_("task_id")], f"Invoke failed ({error_code(exc)})", released=False
-            ) from exc
+            raise InvokeUncertainError(task_id, f"Invoke failed ({error_code(exc)})", released=False) from exc
         except (EndpointConnectionError, ConnectTimeoutError) as exc:
             # No connection was made, so nothing was delivered.
             released = self._release_claim(labourer, claimed)
             self.ctx.stats["invocations_rejected"] += 1
             logger.warning("Invoke could not connect", extra={**log, "released": released})
-            raise InvokeRejectedError(
-                task[_("task_id")], f"Invoke could not connect ({exc})", released=released
-            ) from exc
+            raise InvokeRejectedError(task_id, f"Invoke could not connect ({exc})", released=released) from exc
         except Exception as exc:  # read timeout and the like: may have been delivered
             self.ctx.stats["invocations_uncertain"] += 1
             logger.error("Invoke outcome unknown: task stays invoked", extra=log)
-            raise InvokeUncertainError(task[_("task_id")], f"Invoke outcome unknown ({exc})", released=False) from exc
+            raise InvokeUncertainError(task_id, f"Invoke outcome unknown ({exc})", released=False) from exc
         self.ctx.stats[f"invoked_tasks_for_labourer_{labourer.id}"] += 1
         logger.info("Task invoked", extra=log)
         return InvokeResult.INVOKED
@@ -175,23 +273,24 @@ class TaskClaims:
         return {**payload, **fields}
 
     def _release_claim(self, labourer: Labourer, claimed: Mapping[str, Any]) -> bool:
-        """Undo a claim whose Invoke was not delivered: back to the head of the queue, attempt not counted."""
+        """Undo a claim whose Invoke was not delivered: back to the head of the queue, attempt not counted,
+        slot freed, in one transaction."""
         _ = self.ctx.field
         head = self.queue.get_oldest_greenfield_for_labourer(labourer) - self.ctx.config["greenfield_task_step"]
         ex = Expressions()
-        condition = ex.condition(self.ctx.version_condition(claimed))
         update = f"SET {ex.name(_('greenfield'))} = {ex.value(head)} ADD {ex.name(_('attempts'))} {ex.value(-1)}"
-        try:
-            self.ctx.dynamodb.update_item(
-                TableName=self.ctx.tasks_table,
-                Key=serialize_item({_("task_id"): claimed[_("task_id")]}),
-                UpdateExpression=update,
-                ConditionExpression=condition,
+        item = {
+            "Update": {
+                "TableName": self.ctx.tasks_table,
+                "Key": serialize_item({_("task_id"): claimed[_("task_id")]}),
+                "UpdateExpression": update,
+                "ConditionExpression": ex.condition(self.ctx.version_condition(claimed) & self.ctx.open_condition()),
                 **ex.params(),
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False  # someone moved it meanwhile: leave it to them
-            raise
+            }
+        }
+        try:
+            transact_write(self.ctx.dynamodb, [item, self.slots.free_item(labourer.id)], **self.ctx.retry_settings())
+        except TransactionCancelled:
+            return False  # someone moved or reported it meanwhile: leave it to them
         logger.info("Claim released", extra={"task_id": claimed[_("task_id")], "labourer_id": labourer.id})
         return True

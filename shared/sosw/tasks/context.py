@@ -70,6 +70,10 @@ class TaskContext:
     def closed_table(self) -> str:
         return self._tables["closed"].name
 
+    @property
+    def leases_table(self) -> str:
+        return self._tables["leases"].name
+
     def field(self, key: str) -> str:
         """The attribute name of a task field (``dynamo_db_config.field_names`` may rename them)."""
         return self.config["dynamo_db_config"]["field_names"].get(key, key)

@@ -38,6 +38,7 @@ class InvokeResult(StrEnum):
 
     INVOKED = "invoked"
     SKIPPED = "skipped"  # already claimed by someone else: no invocation, no error (the seed's promise)
+    NO_SLOT = "no_slot"  # the labourer runs its cap already: not claimed, still queued
 
 
 class ReportOutcome(StrEnum):
@@ -53,6 +54,7 @@ class ReportResult:
     outcome: ReportOutcome
     task_id: str
     reason: str = ""
+    labourer_id: str | None = None  # known when the report was written: whose slot it freed
 
     def __bool__(self) -> bool:
         return self.outcome is ReportOutcome.ACCEPTED

@@ -21,6 +21,7 @@ from sosw.schema import TTL_ATTRIBUTE
 from sosw.tasks.context import TaskContext
 from sosw.tasks.model import ATTEMPT_FIELDS
 from sosw.tasks.queue import TaskQueue
+from sosw.tasks.slots import SlotCounters, occupies_slot
 from sosw.validation import check_delay, check_number, check_task_id
 
 __all__ = ["TaskMoves"]
@@ -34,6 +35,7 @@ class TaskMoves:
     def __init__(self, ctx: TaskContext, queue: TaskQueue) -> None:
         self.ctx = ctx
         self.queue = queue
+        self.slots = SlotCounters(ctx)
 
     def archive_task(self, task: dict[str, Any], completed: bool | None = None) -> bool:
         """Close the task: move it to the closed table, completed or dead, in one transaction.
@@ -59,8 +61,9 @@ class TaskMoves:
         source = self.ctx.version_condition(task) & (
             state.eq(task[_("completed_at")]) if completed else state.not_exists()
         )
+        key = {_("task_id"): task[_("task_id")]}
         moved = self.move(
-            task, source, self.ctx.tasks_table, {_("task_id"): task[_("task_id")]}, self.ctx.closed_table, closed
+            task, source, self.ctx.tasks_table, key, self.ctx.closed_table, closed, extra=self._free_slot(task)
         )
         if moved:
             self.ctx.stats["tasks_archived_completed" if completed else "tasks_archived_dead"] += 1
@@ -82,8 +85,9 @@ class TaskMoves:
         row = dict(task)
         row[_("desired_launch_time")] = self.ctx.now() + delay
         source = self.ctx.version_condition(task) & Attr(_("completed_at")).not_exists()
+        key = {_("task_id"): task[_("task_id")]}
         moved = self.move(
-            task, source, self.ctx.tasks_table, {_("task_id"): task[_("task_id")]}, self.ctx.retry_table, row
+            task, source, self.ctx.tasks_table, key, self.ctx.retry_table, row, extra=self._free_slot(task)
         )
         if moved:
             self.ctx.stats["tasks_moved_to_retry"] += 1
@@ -135,11 +139,19 @@ class TaskMoves:
         source_key: Mapping[str, Any],
         target_table: str,
         target_item: Mapping[str, Any],
+        *,
+        extra: tuple[ConditionBase, list[dict[str, Any]]] | None = None,
     ) -> bool:
+        """Delete from the source and put into the target, in one transaction, if the source is as read.
+
+        ``extra``: a further condition on the source and further transaction items (a slot freed).
+        """
         _ = self.ctx.field
         check_task_id(task.get(_("task_id")), _("task_id"))
         target_key = _("task_id")
         delete_ex, put_ex = Expressions(), Expressions()
+        if extra is not None:
+            source_condition = source_condition & extra[0]
         items = [
             {
                 "Delete": {
@@ -158,12 +170,20 @@ class TaskMoves:
                 }
             },
         ]
+        items.extend(extra[1] if extra is not None else [])
         try:
             transact_write(self.ctx.dynamodb, items, **self.ctx.retry_settings())
         except TransactionCancelled:
             self.ctx.stats["moves_skipped"] += 1
             return False
         return True
+
+    def _free_slot(self, task: Mapping[str, Any]) -> tuple[ConditionBase, list[dict[str, Any]]] | None:
+        """A task that still holds its slot (expired, never reported) frees it in the move that takes it away;
+        the move then also requires it still unreported, so a report and this move can't both free it."""
+        if not occupies_slot(self.ctx, task):
+            return None
+        return self.ctx.open_condition(), [self.slots.free_item(task[self.ctx.field("labourer_id")])]
 
     def cancel_task(self, task_id: str) -> bool:
         """Close a queued task as dead with the error ``Cancelled``; False if it is not queued any more."""

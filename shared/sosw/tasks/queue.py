@@ -230,6 +230,20 @@ class TaskQueue:
             )
         )
 
+    def get_next_retry_due(self, labourer: Labourer) -> float | None:
+        """When the labourer's earliest waiting retry (or delayed task) falls due; None if none waits."""
+        _ = self.ctx.field
+        self.ctx.check_labourer(labourer)
+        items = query(
+            self.ctx.dynamodb,
+            table=self.ctx.retry_table,
+            index=self.ctx.config["sosw_retry_tasks_greenfield_index"],
+            key_condition=Key(_("labourer_id")).eq(labourer.id),
+            limit=1,
+        )
+        first = next(iter(items), None)
+        return None if first is None else float(first[_("desired_launch_time")])
+
     def get_average_labourer_duration(self, labourer: Labourer) -> float | None:
         """Average run time of the last completed tasks (``max_closed_to_analyse_for_duration``)."""
         _ = self.ctx.field

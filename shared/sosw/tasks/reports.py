@@ -19,6 +19,7 @@ from sosw.errors import InvalidInputError
 from sosw.schema import TTL_ATTRIBUTE
 from sosw.tasks.context import TaskContext
 from sosw.tasks.model import WORKER_EVENT_FIELDS, ReportOutcome, ReportResult
+from sosw.tasks.slots import SlotCounters
 from sosw.validation import check_attempt, check_task_id, check_task_size
 
 __all__ = ["TaskReports"]
@@ -31,6 +32,7 @@ class TaskReports:
 
     def __init__(self, ctx: TaskContext) -> None:
         self.ctx = ctx
+        self.slots = SlotCounters(ctx)
 
     def mark_task_completed(
         self,
@@ -39,19 +41,21 @@ class TaskReports:
         attempt: int | None = None,
         result: Any = None,
         stats: Any = None,
+        labourer_id: str | None = None,
     ) -> ReportResult:
         """Record that the worker completed the task's current attempt.
 
         Written only if the task is open, invoked, not yet reported, and (when ``attempt`` is given) in
         that attempt; otherwise nothing is written and the result says why. ``attempt=None`` serves sosw
-        workers, which don't know their attempt number.
+        workers, which don't know their attempt number; ``labourer_id`` (when the worker knows it) saves
+        the read that finds whose slot the report frees.
         """
         extra = {}
         if result is not None:
             extra["result"] = result
         if stats is not None:
             extra["stats"] = stats
-        return self._report(task_id, "completed_at", attempt, extra)
+        return self._report(task_id, "completed_at", attempt, extra, labourer_id)
 
     def complete_and_archive_task(
         self, task: Mapping[str, Any], *, attempt: int, result: Any = None, stats: Any = None
@@ -117,6 +121,7 @@ class TaskReports:
                 }
             },
         ]
+        items.append(self.slots.free_item(labourer.id))
         try:
             transact_write(self.ctx.dynamodb, items, **self.ctx.retry_settings())
         except TransactionCancelled as cancelled:
@@ -136,7 +141,7 @@ class TaskReports:
         logger.info(
             "Task completed and closed", extra={"task_id": task_id, "labourer_id": labourer.id, "attempt": attempt}
         )
-        return ReportResult(ReportOutcome.ACCEPTED, task_id)
+        return ReportResult(ReportOutcome.ACCEPTED, task_id, labourer_id=labourer.id)
 
     def mark_task_failed(
         self,
@@ -147,6 +152,7 @@ class TaskReports:
         error_message: str | None = None,
         result: Any = None,
         stats: Any = None,
+        labourer_id: str | None = None,
     ) -> ReportResult:
         """Record that the current attempt failed, so the Scavenger retries it (or closes it) at once."""
         extra: dict[str, Any] = {"last_error": {"type": error_type or "Error", "message": error_message or ""}}
@@ -154,7 +160,7 @@ class TaskReports:
             extra["result"] = result
         if stats is not None:
             extra["stats"] = stats
-        return self._report(task_id, "failed_at", attempt, extra)
+        return self._report(task_id, "failed_at", attempt, extra, labourer_id)
 
     def mark_task_started(
         self, task_id: str, attempt: int, *, token: str | None = None, labourer_id: str | None = None
@@ -211,7 +217,10 @@ class TaskReports:
         self.ctx.stats["starts_accepted"] += 1
         return ReportResult(ReportOutcome.ACCEPTED, task_id)
 
-    def _report(self, task_id: str, state_field: str, attempt: int | None, extra: dict[str, Any]) -> ReportResult:
+    def _report(
+        self, task_id: str, state_field: str, attempt: int | None, extra: dict[str, Any], labourer_id: str | None
+    ) -> ReportResult:
+        """Mark the attempt reported and free its slot, in one transaction (nothing is written if refused)."""
         _ = self.ctx.field
         check_task_id(task_id)
         if attempt is not None:
@@ -228,38 +237,62 @@ class TaskReports:
         headroom = self.ctx.config["task_item_headroom_bytes"]
         if size > headroom:
             raise InvalidInputError("result", f"result, stats and error take {size} bytes", limit=f"{headroom} bytes")
+        if labourer_id is None:
+            # sosw's workers name only the task: its labourer (whose slot the report frees) is read first.
+            labourer_id = self.ctx.get_item(self.ctx.tasks_table, {_("task_id"): task_id}).get(_("labourer_id"))
+            if labourer_id is None:
+                return self._refused(task_id, {}, state_field, attempt, now)
         ex = Expressions()
-        condition = Attr(_("task_id")).exists() & Attr(_("greenfield")).gte(now) & self.ctx.open_condition()
+        condition = (
+            Attr(_("task_id")).exists()
+            & Attr(_("labourer_id")).eq(labourer_id)
+            & Attr(_("greenfield")).gte(now)
+            & self.ctx.open_condition()
+        )
         if attempt is not None:
             condition = condition & Attr(_("attempts")).eq(attempt)
         sets = [f"{ex.name(_(state_field))} = {ex.value(round(self.ctx.clock.now(), 3))}"]
         sets += [f"{ex.name(k)} = {ex.value(v)}" for k, v in values.items()]
-        written, stored = self.ctx.update_open_task(task_id, "SET " + ", ".join(sets), condition, ex)
-        if not written:
-            old = stored
-            outcome, reason = self._why_refused(old, state_field, attempt, now)
-            self.ctx.stats[f"reports_{outcome.value}"] += 1
-            logger.info(
-                "Report not written",
-                extra={
-                    "task_id": task_id,
-                    "labourer_id": old.get(_("labourer_id")),
-                    "outcome": outcome.value,
-                    "reason": reason,
-                },
-            )
-            return ReportResult(outcome, task_id, reason)
+        item = {
+            "Update": {
+                "TableName": self.ctx.tasks_table,
+                "Key": serialize_item({_("task_id"): task_id}),
+                "UpdateExpression": "SET " + ", ".join(sets),
+                "ConditionExpression": ex.condition(condition),
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+                **ex.params(),
+            }
+        }
+        try:
+            transact_write(self.ctx.dynamodb, [item, self.slots.free_item(labourer_id)], **self.ctx.retry_settings())
+        except TransactionCancelled as cancelled:
+            old = cancelled.reasons[0].get("Item") or {}
+            if old and old.get(_("labourer_id")) != labourer_id:
+                reason = f"the task belongs to {old.get(_('labourer_id'))!r}, not to {labourer_id!r}"
+                return ReportResult(ReportOutcome.STALE, task_id, reason)
+            return self._refused(task_id, old, state_field, attempt, now)
         self.ctx.stats[f"reports_{state_field}"] += 1
         logger.info(
             "Report written",
+            extra={"task_id": task_id, "labourer_id": labourer_id, "state": state_field, "attempt": attempt},
+        )
+        return ReportResult(ReportOutcome.ACCEPTED, task_id, labourer_id=labourer_id)
+
+    def _refused(
+        self, task_id: str, old: Mapping[str, Any], state_field: str, attempt: int | None, now: int
+    ) -> ReportResult:
+        outcome, reason = self._why_refused(old, state_field, attempt, now)
+        self.ctx.stats[f"reports_{outcome.value}"] += 1
+        logger.info(
+            "Report not written",
             extra={
                 "task_id": task_id,
-                "labourer_id": stored.get(_("labourer_id")),
-                "state": state_field,
-                "attempt": stored.get(_("attempts")),
+                "labourer_id": old.get(self.ctx.field("labourer_id")),
+                "outcome": outcome.value,
+                "reason": reason,
             },
         )
-        return ReportResult(ReportOutcome.ACCEPTED, task_id)
+        return ReportResult(outcome, task_id, reason)
 
     def _why_refused(
         self, old: Mapping[str, Any], state_field: str, attempt: int | None, now: int

@@ -1,0 +1,72 @@
+"""What wakes dispatch besides the schedule: new tasks, through the tasks table's stream.
+
+The Orchestrator reads the stream through an event source mapping that passes only INSERT records, in
+batches of up to 100, at once (no batching window: a new task should start within a second). The
+handler relays each batch to a run of its own, so the mapping never waits on a long run, and a failed
+batch is not retried (``retry_attempts=0``): the minute schedule drains whatever a lost wake-up left.
+Adopted sosw tables have no stream; reports and the schedule wake dispatch there.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import Acknowledgment, Duration, Validations
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from constructs import Construct
+
+from infra.functions import ControlFunctions
+from infra.tables import SoswTables
+
+__all__ = ["LIST_STREAMS_REASON", "STREAM_BATCH_SIZE", "Dispatch"]
+
+#: The event source mapping's settings, which the local stack's stream poller uses too.
+STREAM_BATCH_SIZE = 100
+STREAM_BATCHING_WINDOW_SECONDS = 0
+LIST_STREAMS_REASON = (
+    "Reading a DynamoDB stream from Lambda needs dynamodb:ListStreams, which supports no resource-level "
+    "permissions (Service Authorization Reference); it lists stream ARNs only."
+)
+
+
+class Dispatch(Construct):
+    """``dispatch.mapping``: the tasks stream's event source mapping on the Orchestrator (None if adopted)."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, tables: SoswTables, functions: ControlFunctions):
+        super().__init__(scope, construct_id)
+        self.mapping = self._build_mapping(tables, functions) if tables.tasks_stream is not None else None
+
+    def _build_mapping(self, tables: SoswTables, functions: ControlFunctions) -> lambda_.EventSourceMapping:
+        table = tables.tasks_stream
+        assert table is not None and table.table_stream_arn is not None
+        orchestrator = functions.orchestrator
+        orchestrator.allow(
+            "TasksStream",
+            ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
+            [table.table_stream_arn],
+        )
+        list_streams = iam.Policy(
+            self,
+            "ListStreams",
+            statements=[iam.PolicyStatement(sid="ListStreams", actions=["dynamodb:ListStreams"], resources=["*"])],
+            roles=[orchestrator.role],
+        )
+        Validations.of(list_streams).acknowledge(
+            Acknowledgment(id="AwsSolutions-IAM5[Resource::*]", reason=LIST_STREAMS_REASON)
+        )
+        if tables.key is not None:
+            orchestrator.allow("ReadTasksStreamKey", ["kms:Decrypt"], [tables.key.key_arn])
+        mapping = lambda_.EventSourceMapping(
+            self,
+            "NewTasks",
+            target=orchestrator.function,
+            event_source_arn=table.table_stream_arn,
+            starting_position=lambda_.StartingPosition.LATEST,
+            batch_size=STREAM_BATCH_SIZE,
+            max_batching_window=Duration.seconds(STREAM_BATCHING_WINDOW_SECONDS),
+            retry_attempts=0,
+            filters=[lambda_.FilterCriteria.filter({"eventName": lambda_.FilterRule.is_equal("INSERT")})],
+        )
+        # The role's grants must exist before Lambda validates the mapping.
+        mapping.node.add_dependency(orchestrator.role)
+        mapping.node.add_dependency(list_streams)
+        return mapping

@@ -1,0 +1,88 @@
+"""Running counts that are exact without the index: one counter item per labourer.
+
+The greenfield index is eventually consistent, so a running count read from it right after a claim
+may miss that claim, and refilling slots within a second would then pass the cap. Instead, every
+request that makes a task occupy a slot (the claim) or free it (a report, an expiry, a released claim)
+carries an update of the labourer's counter in the same transaction: the counter moves exactly when
+the task does. The claim's update is conditional on the count being below the cap, so the cap holds
+with any number of orchestrators, whatever the index shows.
+
+The counters live in the stack's own leases table (adopted sosw tables are never changed), under the
+key ``<labourer_id>#slots``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from boto3.dynamodb.conditions import Attr
+
+from sosw.dynamo import Expressions, deserialize_item, serialize_item
+from sosw.tasks.context import TaskContext
+
+__all__ = ["COUNTER_ATTRIBUTE", "SlotCounters", "counter_key", "occupies_slot"]
+
+COUNTER_ATTRIBUTE = "running"
+
+
+def counter_key(labourer_id: str) -> dict[str, str]:
+    return {"labourer_id": f"{labourer_id}#slots"}
+
+
+def occupies_slot(ctx: TaskContext, task: Mapping[str, Any]) -> bool:
+    """Invoked and not yet reported (as the copy shows it): the task holds one of its labourer's slots."""
+    _ = ctx.field
+    greenfield = task.get(_("greenfield"))
+    invoked = isinstance(greenfield, (int, float)) and greenfield > ctx.now()
+    return invoked and _("completed_at") not in task and _("failed_at") not in task
+
+
+class SlotCounters:
+    """Builds the counter updates that ride in claim and close transactions, and reads the counters."""
+
+    def __init__(self, ctx: TaskContext) -> None:
+        self.ctx = ctx
+
+    def take_item(self, labourer_id: str, cap: int | None, count: int = 1) -> dict[str, Any]:
+        """A transaction item taking ``count`` slots; with ``cap``, refused unless they all fit under it."""
+        ex = Expressions()
+        entry: dict[str, Any] = {
+            "TableName": self.ctx.leases_table,
+            "Key": serialize_item(counter_key(labourer_id)),
+            "UpdateExpression": f"ADD {ex.name(COUNTER_ATTRIBUTE)} {ex.value(count)}",
+        }
+        if cap is not None:
+            counter = Attr(COUNTER_ATTRIBUTE)
+            entry["ConditionExpression"] = ex.condition(counter.not_exists() | counter.lte(cap - count))
+        return {"Update": {**entry, **ex.params()}}
+
+    def free_item(self, labourer_id: str) -> dict[str, Any]:
+        """A transaction item freeing one slot. Unconditional: the task's own condition makes it happen once."""
+        ex = Expressions()
+        return {
+            "Update": {
+                "TableName": self.ctx.leases_table,
+                "Key": serialize_item(counter_key(labourer_id)),
+                "UpdateExpression": f"ADD {ex.name(COUNTER_ATTRIBUTE)} {ex.value(-1)}",
+                **ex.params(),
+            }
+        }
+
+    def running(self, labourer_ids: Iterable[str]) -> dict[str, int]:
+        """The counters, read strongly consistent (one request for up to 100 labourers); 0 where none is kept.
+
+        A count below zero (tasks claimed before the counters existed, then closed) reads as 0.
+        """
+        ids = list(dict.fromkeys(labourer_ids))
+        counts = dict.fromkeys(ids, 0)
+        for start in range(0, len(ids), 100):
+            keys = [serialize_item(counter_key(i)) for i in ids[start : start + 100]]
+            request = {self.ctx.leases_table: {"Keys": keys, "ConsistentRead": True}}
+            while request:
+                response = self.ctx.dynamodb.batch_get_item(RequestItems=request)
+                for raw in response.get("Responses", {}).get(self.ctx.leases_table, []):
+                    item = deserialize_item(raw)
+                    counts[item["labourer_id"].rsplit("#", 1)[0]] = max(0, int(item.get(COUNTER_ATTRIBUTE, 0)))
+                request = response.get("UnprocessedKeys") or {}
+        return counts

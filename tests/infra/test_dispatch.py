@@ -1,0 +1,70 @@
+"""What wakes dispatch in the deployed stack: the tasks table's stream on the Orchestrator, and its settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from infra.dispatch import STREAM_BATCH_SIZE
+from sosw.local.template import load
+from tests.infra.conftest import Synth, cdk_context, synthesize
+
+
+def test_new_tasks_reach_the_orchestrator_through_the_tasks_stream(dev: Synth):
+    # Given the dev stack: its tasks table has a stream of new images
+    tasks_id, tasks = dev.table("dev_sosw_tasks")
+    assert tasks["Properties"]["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
+    others = [t for t in dev.of_type("AWS::DynamoDB::Table").values() if t is not tasks]
+    assert not [t for t in others if "StreamSpecification" in t["Properties"]]
+    # Then one mapping passes only INSERT records to the Orchestrator, at once, never retried
+    [mapping] = dev.of_type("AWS::Lambda::EventSourceMapping").values()
+    props = mapping["Properties"]
+    orchestrator_id, _ = dev.function("dev_sosw_orchestrator")
+    assert props["FunctionName"] == {"Ref": orchestrator_id}
+    assert props["EventSourceArn"] == {"Fn::GetAtt": [tasks_id, "StreamArn"]}
+    assert props["StartingPosition"] == "LATEST" and props["BatchSize"] == STREAM_BATCH_SIZE == 100
+    assert props["MaximumBatchingWindowInSeconds"] == 0 and props["MaximumRetryAttempts"] == 0
+    assert props["FilterCriteria"] == {"Filters": [{"Pattern": '{"eventName":["INSERT"]}'}]}
+
+
+def test_the_orchestrator_runs_long_enough_to_follow_the_work_and_its_concurrency_is_bounded(dev: Synth):
+    _, orchestrator = dev.function("dev_sosw_orchestrator")
+    assert orchestrator["Properties"]["Timeout"] == 300
+    assert orchestrator["Properties"]["ReservedConcurrentExecutions"] == 5
+    env = orchestrator["Properties"]["Environment"]["Variables"]
+    assert env["SOSW_ORCHESTRATOR_FUNCTION"] == "dev_sosw_orchestrator"
+    for name in ("dev_sosw_worker_assistant", "dev_sosw_failure_handler"):
+        env = dev.function(name)[1]["Properties"]["Environment"]["Variables"]
+        assert env["SOSW_ORCHESTRATOR_FUNCTION"] == "dev_sosw_orchestrator"
+        assert env["SOSW_SCAVENGER_FUNCTION"] == "dev_sosw_scavenger"
+
+
+def test_listing_streams_is_the_one_unscoped_grant_and_it_is_acknowledged(dev: Synth):
+    policies = [
+        p
+        for p in dev.of_type("AWS::IAM::Policy").values()
+        if any(s.get("Sid") == "ListStreams" for s in p["Properties"]["PolicyDocument"]["Statement"])
+    ]
+    [policy] = policies
+    [statement] = policy["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Action"] == "dynamodb:ListStreams" and statement["Resource"] == "*"
+
+
+def test_the_local_stack_reads_the_same_mapping_from_the_template(dev: Synth):
+    spec = load(Path(dev.app.outdir))
+    [stream] = spec.streams
+    assert (stream.table, stream.function) == ("dev_sosw_tasks", "dev_sosw_orchestrator")
+    assert stream.batch_size == 100 and stream.event_names == ("INSERT",)
+    [tasks] = [t for t in spec.tables if t["TableName"] == "dev_sosw_tasks"]
+    assert tasks["StreamSpecification"]["StreamViewType"] == "NEW_IMAGE"
+
+
+@pytest.fixture(scope="module")
+def adopted(tmp_path_factory: pytest.TempPathFactory) -> Synth:
+    return synthesize(Path(tmp_path_factory.mktemp("adopted")), cdk_context(prefix="", tables={"adopt": ["tasks"]}))
+
+
+def test_adopted_tasks_table_has_no_stream_so_reports_and_the_schedule_wake_dispatch(adopted: Synth):
+    assert adopted.of_type("AWS::Lambda::EventSourceMapping") == {}
+    assert "TasksStream" not in adopted.statements_by_sid("sosw_orchestrator")
