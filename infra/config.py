@@ -47,7 +47,7 @@ CONTEXT_KEY = "sosw"
 CONTROL_FUNCTIONS: dict[str, dict[str, Any]] = {
     # Scheduled every minute; its own lease and the time-left check keep overlapping runs safe.
     # A run follows the work until there is none, up to its timeout, then hands over to a fresh one.
-    "orchestrator": {"code": "lambdas/orchestrator", "memory_size": 512, "timeout": 300, "reserved_concurrency": 5},
+    "orchestrator": {"code": "lambdas/orchestrator", "memory_size": 512, "timeout": 300},
     "scavenger": {"code": "lambdas/scavenger", "memory_size": 256, "timeout": 120},
     # Called synchronously by every worker before it starts: short, but room for a cold start.
     "worker_assistant": {"code": "lambdas/worker_assistant", "memory_size": 256, "timeout": 15},
@@ -504,7 +504,10 @@ class StackConfig:
                     or 0
                 ),
                 timeout=int(f.integer("timeout", defaults["timeout"], minimum=1, maximum=LAMBDA_MAX_TIMEOUT) or 0),
-                reserved_concurrency=f.integer("reserved_concurrency", defaults.get("reserved_concurrency"), minimum=1),
+                # The Orchestrator needs two at least: a run following the work, and the stream's relay beside it.
+                reserved_concurrency=f.integer(
+                    "reserved_concurrency", None, minimum=2 if role == "orchestrator" else 1
+                ),
             )
             f.done()
         r.done()

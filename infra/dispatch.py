@@ -22,6 +22,10 @@ __all__ = ["LIST_STREAMS_REASON", "STREAM_BATCH_SIZE", "Dispatch"]
 #: The event source mapping's settings, which the local stack's stream poller uses too.
 STREAM_BATCH_SIZE = 100
 STREAM_BATCHING_WINDOW_SECONDS = 0
+NO_DESTINATION_REASON = (
+    "A failed batch of new-task records is dropped on purpose: it only wakes dispatch, and the minute "
+    "schedule dispatches those tasks anyway; a failure record would carry nothing to act on."
+)
 LIST_STREAMS_REASON = (
     "Reading a DynamoDB stream from Lambda needs dynamodb:ListStreams, which supports no resource-level "
     "permissions (Service Authorization Reference); it lists stream ARNs only."
@@ -65,6 +69,9 @@ class Dispatch(Construct):
             max_batching_window=Duration.seconds(STREAM_BATCHING_WINDOW_SECONDS),
             retry_attempts=0,
             filters=[lambda_.FilterCriteria.filter({"eventName": lambda_.FilterRule.is_equal("INSERT")})],
+        )
+        Validations.of(mapping).acknowledge(
+            Acknowledgment(id="Serverless-LambdaEventSourceMappingDestination", reason=NO_DESTINATION_REASON)
         )
         # The role's grants must exist before Lambda validates the mapping.
         mapping.node.add_dependency(orchestrator.role)

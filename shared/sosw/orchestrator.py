@@ -286,6 +286,8 @@ class Orchestrator:
         if labourer.max_invocations_per_minute is not None:
             # Charged before invoking, so a crash can't let the next run exceed the rate limit.
             state.lease = self.leases.record_invocations(lease, len(tasks), now)
+        if self._time_left(remaining_seconds) <= 0 or self.tm.clock.now() >= lease.until - self.safety_seconds:
+            return  # no time to invoke what would be claimed now
         claimed = self.tm.claim_tasks(labourer, tasks, cap)
         run.outcomes[InvokeResult.SKIPPED.value] += len(tasks) - len(claimed)
         if claimed:
@@ -295,7 +297,8 @@ class Orchestrator:
         def invoke(task: dict[str, Any]) -> str:
             # Never invoke past the Lambda's time or past our lease: the claims would be left to expire.
             if self._time_left(remaining_seconds) <= 0 or self.tm.clock.now() >= lease.until - self.safety_seconds:
-                return "not_started"
+                # Claimed but not invoked: back to the head of the queue, its slot and attempt given back.
+                return "released" if self.tm.release_claimed_task(labourer, task) else "not_started"
             try:
                 return self.tm.invoke_claimed_task(labourer, task).value
             except InvokeError as exc:

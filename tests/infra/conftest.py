@@ -36,7 +36,7 @@ PROD_OVERRIDES: dict[str, Any] = {
         "closed_task_ttl_days": 30,
     },
     "schedules": {"orchestrator": "rate(2 minutes)", "scavenger": "cron(0/5 * * * ? *)"},
-    "functions": {"orchestrator": {"reserved_concurrency": 1}},
+    "functions": {"orchestrator": {"reserved_concurrency": 3}},
     "alarms": {"email": "ops@example.com", "silence_periods": 5},
     "workers": {
         "example_worker": {"code": "lambdas/worker", "timeout": 60, "duration": 60, "cooldown": 30},

@@ -73,6 +73,12 @@ def test_a_stage_picks_its_overrides():
             "sosw.functions.scavenger.reserved_concurrency",
             ">= 1",
         ),
+        (
+            # a run following the work and the stream's relay beside it
+            {"functions": {"orchestrator": {"reserved_concurrency": 1}}},
+            "sosw.functions.orchestrator.reserved_concurrency",
+            ">= 2",
+        ),
         ({"functions": {"janitor": {}}}, "sosw.functions.janitor", "unknown key"),
         ({"alarms": {"email": "nobody"}}, "sosw.alarms.email", "email address"),
         ({"alarms": {"silence_periods": 0}}, "sosw.alarms.silence_periods", "between 1 and 100"),

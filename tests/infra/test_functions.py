@@ -52,6 +52,10 @@ def test_control_functions_get_the_config_parameter_and_powertools_settings(dev:
     for role in CONTROL:
         env = dev.function(f"dev_sosw_{role}")[1]["Environment"]["Variables"]
         expected = {"SOSW_CONFIG_PARAMETER": "/sosw/dev/config", **POWERTOOLS}
+        # Where wake-ups go: every control function may wake the Orchestrator; reporters the Scavenger too
+        expected["SOSW_ORCHESTRATOR_FUNCTION"] = "dev_sosw_orchestrator"
+        if role in ("worker_assistant", "failure_handler"):
+            expected["SOSW_SCAVENGER_FUNCTION"] = "dev_sosw_scavenger"
         if role == "scavenger":
             topic = next(
                 k for k, t in dev.of_type("AWS::SNS::Topic").items() if "dead" in t["Properties"]["DisplayName"]
@@ -71,13 +75,13 @@ def test_workers_get_the_assistant_name_and_their_own_variables_but_no_config(de
 
 def test_sizes_timeouts_and_reserved_concurrency_follow_the_config(dev: Synth, prod: Synth):
     orchestrator = dev.function("dev_sosw_orchestrator")[1]
-    assert (orchestrator["MemorySize"], orchestrator["Timeout"]) == (512, 60)
+    assert (orchestrator["MemorySize"], orchestrator["Timeout"]) == (512, 300)  # a run follows the work
     assert (dev.function("dev_example_worker")[1]["Timeout"]) == 60
     # Reserved concurrency only when asked for: accounts with a low quota reject it
     assert all(
         "ReservedConcurrentExecutions" not in f["Properties"] for f in dev.of_type("AWS::Lambda::Function").values()
     )
-    assert prod.function("prod_sosw_orchestrator")[1]["ReservedConcurrentExecutions"] == 1
+    assert prod.function("prod_sosw_orchestrator")[1]["ReservedConcurrentExecutions"] == 3
     resize = prod.function("prod_resize")[1]
     assert (resize["MemorySize"], resize["Timeout"]) == (1024, 240)
 

@@ -9,7 +9,12 @@ from tests.infra.conftest import LEGACY_ARN, Synth, as_list
 
 XRAY = {"Action": ["xray:PutTelemetryRecords", "xray:PutTraceSegments"], "Effect": "Allow", "Resource": "*"}
 #: Actions AWS grants on no narrower resource than "*".
-NO_RESOURCE_LEVEL = {"xray:PutTraceSegments", "xray:PutTelemetryRecords", "cloudwatch:GetMetricStatistics"}
+NO_RESOURCE_LEVEL = {
+    "xray:PutTraceSegments",
+    "xray:PutTelemetryRecords",
+    "cloudwatch:GetMetricStatistics",
+    "dynamodb:ListStreams",
+}
 
 
 def _parameter_arn(name: str) -> dict[str, Any]:
@@ -128,6 +133,8 @@ def test_orchestrator_may_claim_lease_requeue_invoke_the_workers_and_read_health
             "Action": ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
             "Resource": [_tasks_stream(dev)],
         },
+        # Lambda's reading of the stream needs it; it supports no resource-level permissions
+        "ListStreams": {"Action": ["dynamodb:ListStreams"], "Resource": ["*"]},
         "InvokeWorkers": {"Action": ["lambda:InvokeFunction"], "Resource": [worker]},
         "ReadWorkerTimeouts": {"Action": ["lambda:GetFunctionConfiguration"], "Resource": [worker]},
     }

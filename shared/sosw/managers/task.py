@@ -314,6 +314,10 @@ class TaskManager:
         """Invoke the worker with a task claimed by :meth:`claim_tasks`; a refused Invoke releases the claim."""
         return self._claims.invoke_claimed(labourer, claimed)
 
+    def release_claimed_task(self, labourer: Labourer, claimed: dict[str, Any]) -> bool:
+        """Give back a claim that was not invoked: head of the queue, attempt and slot returned."""
+        return self._claims.release_claim(labourer, claimed)
+
     def get_running_counts(self, labourers: list[Labourer]) -> dict[str, int]:
         """Tasks holding a slot, per labourer id: exact (the slot counters), not the eventually consistent index."""
         return self._claims.slots.running(lab.id for lab in labourers)

@@ -239,7 +239,7 @@ class TaskClaims:
         except ClientError as exc:
             status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 500)
             if 400 <= status < 500:
-                released = self._release_claim(labourer, claimed)
+                released = self.release_claim(labourer, claimed)
                 self.ctx.stats["invocations_rejected"] += 1
                 logger.warning("Invoke refused", extra={**log, "error": error_code(exc), "released": released})
                 raise InvokeRejectedError(task_id, f"Invoke refused ({error_code(exc)})", released=released) from exc
@@ -248,7 +248,7 @@ class TaskClaims:
             raise InvokeUncertainError(task_id, f"Invoke failed ({error_code(exc)})", released=False) from exc
         except (EndpointConnectionError, ConnectTimeoutError) as exc:
             # No connection was made, so nothing was delivered.
-            released = self._release_claim(labourer, claimed)
+            released = self.release_claim(labourer, claimed)
             self.ctx.stats["invocations_rejected"] += 1
             logger.warning("Invoke could not connect", extra={**log, "released": released})
             raise InvokeRejectedError(task_id, f"Invoke could not connect ({exc})", released=released) from exc
@@ -272,7 +272,7 @@ class TaskClaims:
         fields = {key: task[_(key)] for key in WORKER_EVENT_FIELDS if _(key) in task}
         return {**payload, **fields}
 
-    def _release_claim(self, labourer: Labourer, claimed: Mapping[str, Any]) -> bool:
+    def release_claim(self, labourer: Labourer, claimed: Mapping[str, Any]) -> bool:
         """Undo a claim whose Invoke was not delivered: back to the head of the queue, attempt not counted,
         slot freed, in one transaction."""
         _ = self.ctx.field
