@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import socket
 import sys
 import time
 from collections.abc import Sequence
@@ -101,11 +103,53 @@ def _apply_aws_options(args: argparse.Namespace) -> None:
         os.environ["AWS_PROFILE"] = args.profile
 
 
+def _local_state() -> dict[str, Any]:
+    """The running local stack's state file; a file left by a stack that is gone is removed, in one line.
+
+    A stack killed without a chance to clean up (``kill -9``, a crash) leaves its file behind, which
+    would otherwise send every command to endpoints nobody listens on.
+    """
+    if not STATE_FILE.is_file():
+        raise CliError(f"no local stack: start one with `sosw local` ({STATE_FILE} is missing)")
+    try:
+        state = json.loads(STATE_FILE.read_text())
+    except ValueError:
+        state = {}
+    if not _local_stack_alive(state):
+        STATE_FILE.unlink(missing_ok=True)
+        raise CliError(
+            f"no local stack is running ({STATE_FILE} was left by one that stopped; removed): "
+            "start one with `sosw local`"
+        )
+    return state
+
+
+def _local_stack_alive(state: dict[str, Any]) -> bool:
+    """Its process still exists (when the file names it) and its Lambda endpoint accepts a connection."""
+    if not isinstance(state.get("config"), dict) or not isinstance(state.get("env"), dict):
+        return False
+    pid = state.get("pid")
+    if isinstance(pid, int):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # alive, someone else's: the endpoint check decides
+            pass
+    url = str(state["env"].get("AWS_ENDPOINT_URL_LAMBDA", ""))
+    host, _, port = url.removeprefix("http://").partition(":")
+    if not port.isdigit():
+        return True  # nothing to check against
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def _config(args: argparse.Namespace) -> dict[str, Any]:
     if args.local:
-        if not STATE_FILE.is_file():
-            raise CliError(f"no local stack: start one with `sosw local` ({STATE_FILE} is missing)")
-        state = json.loads(STATE_FILE.read_text())
+        state = _local_state()
         os.environ.update(state["env"])
         return state["config"]
     if args.config:
@@ -260,24 +304,45 @@ def _redrive(tm: Any, args: argparse.Namespace) -> int:
     return 0 if moved == len(tasks) else 1
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, a process manager), taken down the same path as Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    # A second SIGTERM while the stack stops would cut its cleanup short: ignore it from now on.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise _Terminated
+
+
 def _local(args: argparse.Namespace) -> int:
     from sosw.local.demo import demo_stack
 
-    with demo_stack() as stack:
-        tick = stack.spec.schedules.get(stack.orchestrator, 60) / args.speed
-        env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
-        STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
-        STATE_FILE.write_text(json.dumps({"config": stack.config, "env": env}, indent=2))
-        print(
-            f"local stack running; schedules every {tick:g} s. Use `sosw --local ...` in another shell. Ctrl-C stops."
-        )
-        try:
-            while True:
-                stack.run_orchestrator()
-                stack.run_scavenger()
-                time.sleep(tick)
-        finally:
-            STATE_FILE.unlink(missing_ok=True)
+    # Installed before anything starts, so a SIGTERM during start-up stops what already runs too.
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        with demo_stack() as stack:
+            tick = stack.spec.schedules.get(stack.orchestrator, 60) / args.speed
+            env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+            STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
+            state = {"pid": os.getpid(), "config": stack.config, "env": env, "log_dir": str(stack.log_dir)}
+            STATE_FILE.write_text(json.dumps(state, indent=2))
+            print(
+                f"local stack running; schedules every {tick:g} s. Use `sosw --local ...` in another shell. "
+                "Ctrl-C stops.",
+                flush=True,
+            )
+            try:
+                while True:
+                    stack.run_orchestrator()
+                    stack.run_scavenger()
+                    time.sleep(tick)
+            finally:
+                STATE_FILE.unlink(missing_ok=True)
+    except _Terminated:
+        print("local stack stopped (SIGTERM)", flush=True)
+        return 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":
