@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sosw.console.output import Output, add_output_option
 from sosw.errors import SoswError
 
 STATE_FILE = Path(".cache") / "sosw-local.json"
@@ -50,10 +51,14 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--priority", action="store_true", help="at the head of the queue")
     create.add_argument("--delay", type=int, help="wait this many seconds before joining the queue")
 
-    status = sub.add_parser("status", help="a table per labourer: queued, running, ... dead")
+    status = sub.add_parser("status", help="per labourer: queued, running, ... dead")
     status.add_argument("--labourer")
+    status.add_argument("--watch", action="store_true", help="refresh until Ctrl-C, with completed tasks per minute")
+    status.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (--watch)")
+    add_output_option(status)
     show = sub.add_parser("show", help="one task, wherever it is")
     show.add_argument("task_id")
+    add_output_option(show)
     cancel = sub.add_parser("cancel", help="close a queued task as dead (Cancelled)")
     cancel.add_argument("task_id")
     prioritise = sub.add_parser("prioritise", help="move a queued task to the head of its queue")
@@ -64,6 +69,8 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--error", help="only tasks whose last error has this type")
         cmd.add_argument("--since", type=float, help="only tasks closed in the last SECONDS")
         cmd.add_argument("--limit", type=int, default=100 if name == "dead" else None)
+        if name == "dead":
+            add_output_option(cmd)
 
     local = sub.add_parser("local", help="start the stack on this machine and run its schedules until Ctrl-C")
     local.add_argument(
@@ -237,30 +244,32 @@ def _create(tm: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _status(tm: Any, args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
+def _output(args: argparse.Namespace) -> Output:
+    return Output(getattr(args, "output", "table"))
 
-    labourers = [tm.get_labourer(args.labourer)] if args.labourer else tm.open_run_window()
-    tm.open_run_window()
-    table = Table(title="sosw status")
-    columns = ("queued", "running", "expired", "failed", "waiting", "completed", "closed_completed", "dead")
-    table.add_column("labourer")
-    for column in (*columns, "oldest queued"):
-        table.add_column(column.replace("closed_completed", "archived"), justify="right")
-    for labourer in labourers:
-        counts = tm.get_labourer_counts(labourer)
-        age = counts["oldest_queued_age"]
-        table.add_row(labourer.id, *(str(counts[c]) for c in columns), "-" if age is None else f"{age:.0f} s")
-    Console().print(table)
+
+def _status(tm: Any, args: argparse.Namespace) -> int:
+    from sosw.console.views import STATUS_COLUMNS, read_status, watch_status
+
+    out = _output(args)
+    if args.interval <= 0:
+        raise CliError("--interval: expected a number of seconds > 0", 2)
+    if args.watch:
+        return watch_status(tm, out, labourer=args.labourer, interval=args.interval)
+    rows = read_status(tm, args.labourer)
+    out.rows(
+        "labourers", rows, STATUS_COLUMNS, meta={"complete": all(r["complete"] for r in rows)}, empty="no labourers"
+    )
     return 0
 
 
 def _show(tm: Any, args: argparse.Namespace) -> int:
+    from sosw.console.views import show_lines
+
     where, task = tm.find_task(args.task_id)
     if where == "unknown":
         raise CliError(f"task {args.task_id!r} not found")
-    print(json.dumps({"where": where, "task": task}, indent=2, default=str))
+    _output(args).document({"where": where, "task": task}, lambda: show_lines(where, task))
     return 0
 
 
@@ -288,12 +297,10 @@ def _dead_tasks(tm: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _dead(tm: Any, args: argparse.Namespace) -> int:
-    for task in _dead_tasks(tm, args):
-        error = task.get("last_error") or {}
-        print(
-            f"{task['task_id']}  {task['labourer_id']}  attempts={task.get('attempts')}  "
-            f"closed_at={task.get('closed_at')}  {error.get('type', '')}: {error.get('message', '')}"
-        )
+    from sosw.console.views import DEAD_COLUMNS, dead_row
+
+    rows = [dead_row(task) for task in _dead_tasks(tm, args)]
+    _output(args).rows("dead_tasks", rows, DEAD_COLUMNS, empty="no dead tasks")
     return 0
 
 
