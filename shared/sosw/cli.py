@@ -72,9 +72,27 @@ def _parser() -> argparse.ArgumentParser:
         if name == "dead":
             add_output_option(cmd)
 
-    local = sub.add_parser("local", help="start the stack on this machine and run its schedules until Ctrl-C")
+    local = sub.add_parser(
+        "local", help="run this folder's stack (cdk.json) on this machine, its schedules included, until Ctrl-C"
+    )
     local.add_argument(
         "--speed", type=float, default=1.0, help="schedules this many times faster (60: a minute a second)"
+    )
+    local.add_argument("--demo", action="store_true", help="the demo's stack (labourers reliable and flaky) instead")
+    local.add_argument(
+        "-c",
+        "--context",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a context value, as `cdk -c` takes it (e.g. -c stage=test)",
+    )
+    local.add_argument(
+        "--stub",
+        action="append",
+        default=[],
+        metavar="NAME=BEHAVIOUR",
+        help="stand in for an imported worker (arn): completes, fails or sleeps:SECONDS",
     )
     demo = sub.add_parser("demo", help="run the demo: the local stack, a few hundred tasks, a checked summary")
     demo.add_argument("--tasks", type=int, default=300)
@@ -321,23 +339,93 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     raise _Terminated
 
 
-def _local(args: argparse.Namespace) -> int:
-    from sosw.local.demo import demo_stack
+def _pairs(values: list[str], option: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key:
+            raise CliError(f"{option} {value}: expected NAME=VALUE", 2)
+        pairs[key] = rest
+    return pairs
 
+
+def _local_stack(args: argparse.Namespace) -> Any:
+    """The stack ``sosw local`` runs: the demo's, or the one cdk.json in this folder describes."""
+    from sosw.local.template import SynthError
+
+    if args.demo:
+        if args.context or args.stub:
+            raise CliError("--demo runs the demo's own stack: -c and --stub are for your stack", 2)
+        from sosw.local.demo import demo_stack
+
+        return demo_stack()
+    if not Path("cdk.json").is_file():
+        raise CliError("no cdk.json here: run `sosw local` in your CDK project's folder (or `sosw local --demo`)", 2)
+    from sosw.local.stack import project_stack
+
+    overrides = _pairs(args.context, "-c")
+    stubs = _pairs(args.stub, "--stub")
+    print("synthesizing cdk.json" + "".join(f" -c {k}={v}" for k, v in overrides.items()) + " ...", flush=True)
+    try:
+        return project_stack(Path.cwd(), overrides=overrides, stubs=stubs)
+    except SynthError as exc:
+        raise CliError(f"synth failed: {exc}", 2) from exc
+    except ValueError as exc:  # a --stub that names no imported worker or no known behaviour
+        raise CliError(str(exc), 2) from exc
+
+
+def _describe(stack: Any, tick: float) -> list[str]:
+    """What runs where: each labourer's code folder, imported ones and their stubs, the logs."""
+    labourers = stack.config.get("labourers", {})
+    imported = stack.imported_workers()
+    workers = {f.name: f for f in stack.spec.functions if f.role == "worker"}
+    lines = [
+        f"local stack up: {len(stack.tables())} tables, {len(stack.spec.functions)} functions; "
+        f"schedules every {tick:g} s"
+    ]
+    for labourer, settings in labourers.items():
+        if labourer in stack.stubs:
+            lines.append(
+                f"  {labourer}: imported ({imported[labourer]}), stood in for by a stub that {stack.stubs[labourer]}"
+            )
+        elif labourer in imported:
+            lines.append(
+                f"  {labourer}: imported ({imported[labourer]}): can't run locally; "
+                f"--stub {labourer}=completes|fails|sleeps:S stands one in"
+            )
+        else:
+            function = workers.get(str(settings.get("arn", labourer)))
+            source = function.source if function and function.source else "?"
+            watched = " (edits apply at the next invocation)" if function and function.name in stack.sources else ""
+            lines.append(f"  {labourer}: runs {source}{watched}")
+    lines.append(f"logs: {stack.log_dir}")
+    lines.append("Use `sosw --local ...` in another shell. Ctrl-C stops.")
+    return lines
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, a process manager), taken down the same path as Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    # A second SIGTERM while the stack stops would cut its cleanup short: ignore it from now on.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise _Terminated
+
+
+def _local(args: argparse.Namespace) -> int:
+    if args.speed <= 0:
+        raise CliError("--speed: expected a number > 0", 2)
     # Installed before anything starts, so a SIGTERM during start-up stops what already runs too.
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        with demo_stack() as stack:
+        with _local_stack(args) as stack:
             tick = stack.spec.schedules.get(stack.orchestrator, 60) / args.speed
             env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
             STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
             state = {"pid": os.getpid(), "config": stack.config, "env": env, "log_dir": str(stack.log_dir)}
             STATE_FILE.write_text(json.dumps(state, indent=2))
-            print(
-                f"local stack running; schedules every {tick:g} s. Use `sosw --local ...` in another shell. "
-                "Ctrl-C stops.",
-                flush=True,
-            )
+            print("\n".join(_describe(stack, tick)), flush=True)
             try:
                 while True:
                     stack.run_orchestrator()
