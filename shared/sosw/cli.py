@@ -58,6 +58,10 @@ def _parser() -> argparse.ArgumentParser:
     add_output_option(status)
     show = sub.add_parser("show", help="one task, wherever it is")
     show.add_argument("task_id")
+    show.add_argument("--logs", action="store_true", help="its attempts, their outcomes and their worker's log lines")
+    show.add_argument(
+        "--log-group", help="--logs on AWS: query this log group (default: the one the worker's function logs to)"
+    )
     add_output_option(show)
     cancel = sub.add_parser("cancel", help="close a queued task as dead (Cancelled)")
     cancel.add_argument("task_id")
@@ -176,6 +180,7 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
     if args.local:
         state = _local_state()
         os.environ.update(state["env"])
+        args.local_state = state
         return state["config"]
     if args.config:
         try:
@@ -287,7 +292,32 @@ def _show(tm: Any, args: argparse.Namespace) -> int:
     where, task = tm.find_task(args.task_id)
     if where == "unknown":
         raise CliError(f"task {args.task_id!r} not found")
+    if args.logs:
+        return _show_logs(tm, args, where, task)
     _output(args).document({"where": where, "task": task}, lambda: show_lines(where, task))
+    return 0
+
+
+def _show_logs(tm: Any, args: argparse.Namespace, where: str, task: dict[str, Any]) -> int:
+    from sosw.console.logs import CloudWatchLogs, LocalLogs, task_logs
+    from sosw.console.views import attempt_lines
+
+    if args.local:
+        log_dir = getattr(args, "local_state", {}).get("log_dir")
+        if not log_dir:
+            raise CliError("this local stack's state file names no log folder: restart `sosw local`")
+        source: Any = LocalLogs(log_dir)
+    else:
+        source = CloudWatchLogs(log_group=args.log_group)
+    state, attempts = task_logs(where, task, tm.config, source)
+    doc = {
+        "where": where,
+        "task": task,
+        "state": state,
+        "source": source.description,
+        "attempts": [a.as_dict() for a in attempts],
+    }
+    _output(args).document(doc, lambda: attempt_lines(task, state, attempts, source.description))
     return 0
 
 

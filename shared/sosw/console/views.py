@@ -183,3 +183,20 @@ def _text(value: Any) -> str:
     if isinstance(value, str):
         return value
     return json.dumps(value, default=str)
+
+
+def attempt_lines(task: Mapping[str, Any], state: str, attempts: list[Any], source: str) -> list[str]:
+    """``show --logs`` for people: the task's state, then each attempt, its outcome and its lines."""
+    count = len(attempts)
+    runs = f"after {count} attempt{'s' if count != 1 else ''}" if count else "no attempt yet"
+    lines = [f"task {task.get('task_id')} ({task.get('labourer_id')}): {state}, {runs}"]
+    for attempt in attempts:
+        lines.append(f"attempt {attempt.number}: {attempt.outcome}")
+        lines.append(f"  window {iso(attempt.start)} .. {iso(attempt.end)}")
+        lines.extend(f"  {line.text()}" for line in attempt.lines)
+        if attempt.note:
+            lines.append(f"  ({attempt.note})")
+        elif not attempt.lines:
+            lines.append("  (no log lines with this task id and attempt)")
+    lines.append(f"lines from {source}")
+    return lines

@@ -20,6 +20,7 @@ from typing import Any
 import boto3
 
 from sosw import aws
+from sosw.labourer import function_name
 from sosw.local.dynamodb_local import DynamoDBLocal, free_port
 from sosw.local.lambda_server import FunctionSpec, LocalLambda, stage_code
 from sosw.local.moto_dynamodb import SerialMotoServer
@@ -157,7 +158,7 @@ class LocalStack:
         spec = load_template(Path(cdk_out))
         labourers = spec.config.get("labourers", {})
         concurrency = {
-            function_name(settings.get("arn", name)): int(settings.get("max_simultaneous_invocations") or 1)
+            function_name(str(settings.get("arn", name))): int(settings.get("max_simultaneous_invocations") or 1)
             for name, settings in labourers.items()
         }
         stack = cls(spec=spec, worker_concurrency=concurrency, **kwargs)
@@ -175,7 +176,7 @@ class LocalStack:
         return {
             labourer: str(settings.get("arn", labourer))
             for labourer, settings in self.config.get("labourers", {}).items()
-            if function_name(settings.get("arn", labourer)) not in names
+            if function_name(str(settings.get("arn", labourer))) not in names
         }
 
     def _add_stub(self, labourer: str, behaviour: str) -> None:
@@ -412,12 +413,6 @@ def local_dynamodb() -> DynamoDBLocal | SerialMotoServer:
         return ddb
     print("DynamoDB Local needs Java and `make dynamodb-local`: using moto's server (one request at a time)")
     return SerialMotoServer()
-
-
-def function_name(arn_or_name: Any) -> str:
-    """The function name in a labourer's ``arn`` (a full ARN, possibly qualified, or a name)."""
-    text = str(arn_or_name)
-    return text.split("function:", 1)[1].split(":")[0] if "function:" in text else text
 
 
 def _resolve(value: Any, refs: Mapping[str, str], key: str, function: str) -> str:
