@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 _INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations")
 _CONFIG = re.compile(r"^/2015-03-31/functions/([^/]+)/configuration")
@@ -385,6 +386,7 @@ class LocalLambda:
             self.deliveries[name].append(event)
 
     def function(self, name_or_arn: str) -> _Function | None:
+        """The function a name or ARN (full or partial, maybe qualified; as boto3 sends it, URL-decoded) names."""
         name = name_or_arn.rsplit("function:", 1)[-1].split(":")[0]
         return self._functions.get(name)
 
@@ -433,9 +435,9 @@ class LocalLambda:
 
             def do_GET(self) -> None:
                 match = _CONFIG.match(self.path)
-                function = server.function(match.group(1)) if match else None
+                function = server.function(unquote(match.group(1))) if match else None
                 if function is None:
-                    self._not_found(match.group(1) if match else self.path)
+                    self._not_found(unquote(match.group(1)) if match else self.path)
                     return
                 spec = function.spec
                 self._reply(200, {"FunctionName": spec.name, "FunctionArn": spec.arn, "Timeout": int(spec.timeout)})
@@ -444,9 +446,9 @@ class LocalLambda:
                 match = _INVOKE.match(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                function = server.function(match.group(1)) if match else None
+                function = server.function(unquote(match.group(1))) if match else None
                 if function is None:
-                    self._not_found(match.group(1) if match else self.path)
+                    self._not_found(unquote(match.group(1)) if match else self.path)
                     return
                 try:
                     event = json.loads(raw or b"{}")

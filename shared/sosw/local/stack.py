@@ -172,7 +172,8 @@ class LocalStack:
 
     def imported_workers(self) -> dict[str, str]:
         """Labourers whose function is not in the stack (declared by ``arn``): ``{labourer: arn}``."""
-        names = {f.name for f in self.spec.functions}
+        stubbed = {function_name(str(self.config["labourers"][labourer].get("arn"))) for labourer in self.stubs}
+        names = {f.name for f in self.spec.functions} - stubbed
         return {
             labourer: str(settings.get("arn", labourer))
             for labourer, settings in self.config.get("labourers", {}).items()
