@@ -126,9 +126,9 @@ def test_add_a_worker_run_it_locally_see_its_logs_edit_it(project: Path):
         # Then it runs the new worker from its folder, stubs one imported worker and lists the other
         assert "  greeter: runs lambdas/greeter (edits apply at the next invocation)" in banner, out
         assert (
-            "  legacy: imported (arn:aws:lambda:us-east-1:123456789012:function:legacy), stood in for by a stub that completes"
-            in banner
-        ), out  # noqa: E501
+            "  legacy: imported (arn:aws:lambda:us-east-1:123456789012:function:legacy), "
+            "stood in for by a stub that completes" in banner
+        ), out
         assert (
             "  archive: imported (arn:aws:lambda:us-east-1:123456789012:function:archive): can't run locally; "
             "--stub archive=completes|fails|sleeps:S stands one in" in banner
