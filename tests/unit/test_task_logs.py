@@ -159,3 +159,20 @@ def test_local_logs_come_from_the_functions_log_file(tmp_path):
     state, [attempt] = task_logs("closed", task, CONFIG, LocalLogs(tmp_path), now=NOW)
     assert [ln.message for ln in attempt.lines] == ["greeting Ada", "Task completed"]
     assert state == attempt.outcome == "completed"
+
+
+def test_a_failed_attempt_waiting_for_its_retry_says_why_it_failed(tmp_path):
+    # Given a task whose first attempt raised, now in the retry table
+    (tmp_path / "dev_greeter.log").write_text(
+        json.dumps({"level": "ERROR", "message": "Task failed", "task_id": TASK_ID, "attempt": 1}) + "\n"
+    )
+    task = {
+        **closed_task(NOW - 100, NOW - 90, NOW - 80, attempts=1),
+        "last_error": {"type": "KeyError", "message": "'key'"},
+        "desired_launch_time": NOW + 60,
+    }
+    for key in ("closed_at", "completed_at", "labourer_id_task_status"):
+        del task[key]
+    state, [attempt] = task_logs("waiting", task, CONFIG, LocalLogs(tmp_path), now=NOW)
+    assert state.startswith("waiting for a retry (KeyError: 'key', due again at ")
+    assert attempt.outcome == "failed (KeyError: 'key')" and [ln.level for ln in attempt.lines] == ["ERROR"]

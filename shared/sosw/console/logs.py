@@ -120,7 +120,7 @@ def task_state(where: str, task: Mapping[str, Any], config: Mapping[str, Any], n
         return f"dead ({error_text})" if error_text else "dead"
     if where == "waiting":
         retry = _number(task.get("desired_launch_time"))
-        when = f", retried at {_iso(retry)}" if retry else ""
+        when = f", due again at {_iso(retry)}" if retry else ""
         return f"waiting for a retry ({error_text or 'no report: expired'}{when})"
     if task.get("completed_at") is not None:
         return "completed (closing)"
@@ -155,12 +155,29 @@ def attempts_of(
     return state, attempts
 
 
-def settle_outcomes(state: str, attempts: list[Attempt]) -> None:
-    """Each attempt's outcome: the last one's is the task's state; earlier ones' come from their lines."""
+def last_outcome(where: str, task: Mapping[str, Any]) -> str | None:
+    """How the task's current attempt ended, from what the task carries; None while it runs (or never ran)."""
+    error = task.get("last_error") or {}
+    error_text = f"{error.get('type', '')}: {error.get('message', '')}" if error else ""
+    if where == "closed":
+        if str(task.get("labourer_id_task_status", "")).endswith("_1"):
+            return "completed"
+        return f"failed ({error_text}); the task is dead" if error_text else "the task is dead"
+    if where == "waiting":
+        return f"failed ({error_text})" if error_text else "no report (expired)"
+    if task.get("completed_at") is not None:
+        return "completed"
+    if task.get("failed_at") is not None:
+        return f"failed ({error_text})" if error_text else "failed"
+    return None
+
+
+def settle_outcomes(state: str, attempts: list[Attempt], last: str | None = None) -> None:
+    """Each attempt's outcome: the last one's from the task when it has ended, the others' from their lines."""
     for attempt in attempts:
         messages = {line.message: line for line in attempt.lines}
-        if attempt is attempts[-1] and state not in ("queued", "running"):
-            attempt.outcome = state
+        if attempt is attempts[-1] and last:
+            attempt.outcome = last
         elif "Task completed" in messages:
             attempt.outcome = "completed"
         elif "Task failed" in messages:
@@ -337,5 +354,5 @@ def task_logs(
     function = function_name(str(settings.get("arn", labourer)))
     for attempt in attempts:
         source.lines(function, str(task["task_id"]), attempt)
-    settle_outcomes(state, attempts)
+    settle_outcomes(state, attempts, last_outcome(where, task))
     return state, attempts
