@@ -17,8 +17,13 @@ from sosw.console.output import Column, Output
 
 __all__ = [
     "DEAD_COLUMNS",
+    "RATE_COLUMN",
     "STATUS_COLUMNS",
+    "ago",
+    "attempt_lines",
     "dead_row",
+    "iso",
+    "read_status",
     "show_lines",
     "status_row",
     "watch_status",
