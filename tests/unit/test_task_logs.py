@@ -11,6 +11,7 @@ import io
 import json
 import time
 import zipfile
+from pathlib import Path
 
 import boto3
 import pytest
@@ -176,3 +177,44 @@ def test_a_failed_attempt_waiting_for_its_retry_says_why_it_failed(tmp_path):
     state, [attempt] = task_logs("waiting", task, CONFIG, LocalLogs(tmp_path), now=NOW)
     assert state.startswith("waiting for a retry (KeyError: 'key', due again at ")
     assert attempt.outcome == "failed (KeyError: 'key')" and [ln.level for ln in attempt.lines] == ["ERROR"]
+
+
+def test_the_cli_on_aws_prints_each_attempt_with_its_lines(aws, tmp_path, capsys):
+    # Given a deployed-like stack on moto: the tables, a worker function and its log group with the task's lines
+    import jsonschema
+
+    from sosw import aws as sosw_aws
+    from sosw import cli
+    from sosw.local.tables import create_tables, prefixed_config
+    from sosw.managers.task import TaskManager
+
+    config = prefixed_config("logs_", {"labourers": {"greeter": {"arn": "dev_greeter", "duration": 60}}})
+    create_tables(sosw_aws.dynamodb_client(), config)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    tm = TaskManager(config)
+    greeter = tm.get_labourer("greeter")
+    task = tm.create_task(greeter, payload={"name": "Ada"})
+    tm.open_run_window()
+    claimed = tm.mark_task_invoked(tm.get_labourer("greeter"), task)
+    assert tm.complete_and_archive_task(claimed, attempt=1, result={"ok": True})
+    group = "/aws/lambda/dev_greeter"
+    aws.create_log_group(logGroupName=group)
+    aws.create_log_stream(logGroupName=group, logStreamName="s")
+    now = time.time()
+    aws.put_log_events(
+        logGroupName=group,
+        logStreamName="s",
+        logEvents=[line(now - 1, "greeting Ada", 1, task_id=task["task_id"])],
+    )
+    # When `sosw show ID --logs` runs against it, for people and as json
+    assert cli.main(["--config", str(tmp_path / "config.json"), "show", task["task_id"], "--logs"]) == 0
+    text = capsys.readouterr().out
+    assert cli.main(["--config", str(tmp_path / "config.json"), "show", task["task_id"], "--logs", "-o", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    # Then the attempt, its outcome and the worker's line are there, and the document keeps its schema
+    assert f"task {task['task_id']} (greeter): completed, after 1 attempt" in text
+    assert "attempt 1: completed" in text and "INFO    greeting Ada" in text
+    assert f"lines from CloudWatch Logs Insights on {group}" in text
+    schema = json.loads((Path(cli.__file__).parent / "console" / "schemas" / "show.schema.json").read_text())
+    jsonschema.validate(doc, schema)
+    assert doc["attempts"][0]["query"] == insights_query(task["task_id"], 1)
