@@ -36,7 +36,8 @@ reliability: venv dynamodb-local
 	SOSW_SCALE=full $(PY) -m pytest tests/reliability -s -q -p no:cacheprovider
 
 ## bench: this stack against sosw 0.7.51 (PyPI, in its own virtualenv) on one DynamoDB Local, about 16 min on
-## 2 cores; writes bench/results.json and bench/results.md. BENCH_SCALE=0.1 for a quick run (bench/README.md)
+## 2 cores; writes bench/results.json, bench/results.md and bench/results.png. BENCH_SCALE=0.1 for a quick run
+## (bench/README.md)
 BENCH_SOSW_VENV := .cache/bench-sosw-venv
 
 $(BENCH_SOSW_VENV)/.installed:
@@ -45,7 +46,12 @@ $(BENCH_SOSW_VENV)/.installed:
 	$(BENCH_SOSW_VENV)/bin/pip install --quiet 'sosw==0.7.51' boto3
 	touch $@
 
-bench: venv dynamodb-local $(BENCH_SOSW_VENV)/.installed
+# matplotlib, for the chart (bench/results.png): only in the `bench` extras
+$(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
+	$(VENV)/bin/pip install --quiet -e '.[dev,bench]'
+	touch $@
+
+bench: venv dynamodb-local $(BENCH_SOSW_VENV)/.installed $(VENV)/.bench-installed
 	$(PY) -m bench.run
 
 ## unit: the fast tests only (moto), no Java needed

@@ -12,7 +12,8 @@ Environment:
   BENCH_STACKS=ours        only these stacks (comma-separated: ours,sosw); default both
   BENCH_WORKLOADS=retry    only these workloads (comma-separated: lifecycle,retry,scaling); default all
 
-Writes bench/results.json and bench/results.md; per-run specs and raw results go to bench/out/.
+Writes bench/results.json, bench/results.md and bench/results.png (the chart); per-run specs and raw results go
+to bench/out/.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 
 import boto3
 
+from bench.chart import render_chart
 from bench.common import Endpoint, Tables, scan_count
 from bench.report import render_markdown, summarize
 from sosw.local.dynamodb_local import DynamoDBLocal
@@ -357,9 +359,10 @@ def main() -> int:
     (BENCH / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     markdown = render_markdown(results)
     (BENCH / "results.md").write_text(markdown)
+    render_chart(results, BENCH / "results.png")
     say("")
     say(markdown)
-    say(f"wrote bench/results.json and bench/results.md in {results['wall_seconds']:.0f} s")
+    say(f"wrote bench/results.json, bench/results.md and bench/results.png in {results['wall_seconds']:.0f} s")
     failed = [r for key in ("lifecycle", "retry", "scaling") for r in results[key] if not r["ok"]]
     return 1 if failed else 0
 

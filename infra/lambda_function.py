@@ -19,7 +19,10 @@ from constructs import Construct
 from infra.config import PROJECT_ROOT, ConfigError, StackConfig
 from infra.layer import SharedLayer
 
-__all__ = ["ENVIRONMENT_LIMIT_BYTES", "TOKEN_SIZE_BOUND", "SoswFunction", "environment_size"]
+__all__ = ["CODE_METADATA", "ENVIRONMENT_LIMIT_BYTES", "TOKEN_SIZE_BOUND", "SoswFunction", "environment_size"]
+
+#: Template metadata of each function: its code folder relative to the project root (no machine path).
+CODE_METADATA = "sosw:code"
 
 #: Lambda rejects a function whose environment variables (names and values) exceed 4 KB in total.
 ENVIRONMENT_LIMIT_BYTES = 4096
@@ -84,6 +87,8 @@ class SoswFunction(Construct):
             environment=dict(environment),
             reserved_concurrent_executions=reserved_concurrency,
         )
+        # The code folder, relative to the project: `sosw local` runs it and re-stages it when it changes.
+        self.function.node.default_child.add_metadata(CODE_METADATA, code)  # type: ignore[union-attr]
         self._acknowledge_findings()
 
     @staticmethod

@@ -35,8 +35,9 @@ __all__ = ["LayerBuild", "SharedLayer", "build_layer", "layer_requirements"]
 
 #: Bump when the build steps change, so old cached builds are not reused.
 BUILD_FORMAT = "2"
-#: Parts of the package that Lambda never runs (the local stack, the demo, the CLI): kept out of the layer.
-NOT_SHIPPED = ("local", "cli.py")
+#: Parts of the package that Lambda never runs (the local stack, the demo, the CLI and what it prints): kept out
+#: of the layer.
+NOT_SHIPPED = ("local", "cli.py", "console")
 #: Provided by the Lambda runtime: never shipped.
 RUNTIME_PROVIDED = ("boto3", "botocore", "s3transfer")
 _STRIP_PREFIXES = ("boto3", "botocore", "s3transfer")

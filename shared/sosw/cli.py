@@ -11,12 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import socket
 import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from sosw.console.output import Output, add_output_option
 from sosw.errors import SoswError
 
 STATE_FILE = Path(".cache") / "sosw-local.json"
@@ -48,10 +51,18 @@ def _parser() -> argparse.ArgumentParser:
     create.add_argument("--priority", action="store_true", help="at the head of the queue")
     create.add_argument("--delay", type=int, help="wait this many seconds before joining the queue")
 
-    status = sub.add_parser("status", help="a table per labourer: queued, running, ... dead")
+    status = sub.add_parser("status", help="per labourer: queued, running, ... dead")
     status.add_argument("--labourer")
+    status.add_argument("--watch", action="store_true", help="refresh until Ctrl-C, with completed tasks per minute")
+    status.add_argument("--interval", type=float, default=2.0, help="seconds between refreshes (--watch)")
+    add_output_option(status)
     show = sub.add_parser("show", help="one task, wherever it is")
     show.add_argument("task_id")
+    show.add_argument("--logs", action="store_true", help="its attempts, their outcomes and their worker's log lines")
+    show.add_argument(
+        "--log-group", help="--logs on AWS: query this log group (default: the one the worker's function logs to)"
+    )
+    add_output_option(show)
     cancel = sub.add_parser("cancel", help="close a queued task as dead (Cancelled)")
     cancel.add_argument("task_id")
     prioritise = sub.add_parser("prioritise", help="move a queued task to the head of its queue")
@@ -62,10 +73,30 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--error", help="only tasks whose last error has this type")
         cmd.add_argument("--since", type=float, help="only tasks closed in the last SECONDS")
         cmd.add_argument("--limit", type=int, default=100 if name == "dead" else None)
+        if name == "dead":
+            add_output_option(cmd)
 
-    local = sub.add_parser("local", help="start the stack on this machine and run its schedules until Ctrl-C")
+    local = sub.add_parser(
+        "local", help="run this folder's stack (cdk.json) on this machine, its schedules included, until Ctrl-C"
+    )
     local.add_argument(
         "--speed", type=float, default=1.0, help="schedules this many times faster (60: a minute a second)"
+    )
+    local.add_argument("--demo", action="store_true", help="the demo's stack (labourers reliable and flaky) instead")
+    local.add_argument(
+        "-c",
+        "--context",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a context value, as `cdk -c` takes it (e.g. -c stage=test)",
+    )
+    local.add_argument(
+        "--stub",
+        action="append",
+        default=[],
+        metavar="NAME=BEHAVIOUR",
+        help="stand in for an imported worker (arn): completes, fails or sleeps:SECONDS",
     )
     demo = sub.add_parser("demo", help="run the demo: the local stack, a few hundred tasks, a checked summary")
     demo.add_argument("--tasks", type=int, default=300)
@@ -101,12 +132,55 @@ def _apply_aws_options(args: argparse.Namespace) -> None:
         os.environ["AWS_PROFILE"] = args.profile
 
 
+def _local_state() -> dict[str, Any]:
+    """The running local stack's state file; a file left by a stack that is gone is removed, in one line.
+
+    A stack killed without a chance to clean up (``kill -9``, a crash) leaves its file behind, which
+    would otherwise send every command to endpoints nobody listens on.
+    """
+    if not STATE_FILE.is_file():
+        raise CliError(f"no local stack: start one with `sosw local` ({STATE_FILE} is missing)")
+    try:
+        state = json.loads(STATE_FILE.read_text())
+    except ValueError:
+        state = {}
+    if not _local_stack_alive(state):
+        STATE_FILE.unlink(missing_ok=True)
+        raise CliError(
+            f"no local stack is running ({STATE_FILE} was left by one that stopped; removed): "
+            "start one with `sosw local`"
+        )
+    return state
+
+
+def _local_stack_alive(state: dict[str, Any]) -> bool:
+    """Its process still exists (when the file names it) and its Lambda endpoint accepts a connection."""
+    if not isinstance(state.get("config"), dict) or not isinstance(state.get("env"), dict):
+        return False
+    pid = state.get("pid")
+    if isinstance(pid, int):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # alive, someone else's: the endpoint check decides
+            pass
+    url = str(state["env"].get("AWS_ENDPOINT_URL_LAMBDA", ""))
+    host, _, port = url.removeprefix("http://").partition(":")
+    if not port.isdigit():
+        return True  # nothing to check against
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
 def _config(args: argparse.Namespace) -> dict[str, Any]:
     if args.local:
-        if not STATE_FILE.is_file():
-            raise CliError(f"no local stack: start one with `sosw local` ({STATE_FILE} is missing)")
-        state = json.loads(STATE_FILE.read_text())
+        state = _local_state()
         os.environ.update(state["env"])
+        args.local_state = state
         return state["config"]
     if args.config:
         try:
@@ -193,30 +267,57 @@ def _create(tm: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _status(tm: Any, args: argparse.Namespace) -> int:
-    from rich.console import Console
-    from rich.table import Table
+def _output(args: argparse.Namespace) -> Output:
+    return Output(getattr(args, "output", "table"))
 
-    labourers = [tm.get_labourer(args.labourer)] if args.labourer else tm.open_run_window()
-    tm.open_run_window()
-    table = Table(title="sosw status")
-    columns = ("queued", "running", "expired", "failed", "waiting", "completed", "closed_completed", "dead")
-    table.add_column("labourer")
-    for column in (*columns, "oldest queued"):
-        table.add_column(column.replace("closed_completed", "archived"), justify="right")
-    for labourer in labourers:
-        counts = tm.get_labourer_counts(labourer)
-        age = counts["oldest_queued_age"]
-        table.add_row(labourer.id, *(str(counts[c]) for c in columns), "-" if age is None else f"{age:.0f} s")
-    Console().print(table)
+
+def _status(tm: Any, args: argparse.Namespace) -> int:
+    from sosw.console.views import STATUS_COLUMNS, read_status, watch_status
+
+    out = _output(args)
+    if args.interval <= 0:
+        raise CliError("--interval: expected a number of seconds > 0", 2)
+    if args.watch:
+        return watch_status(tm, out, labourer=args.labourer, interval=args.interval)
+    rows = read_status(tm, args.labourer)
+    out.rows(
+        "labourers", rows, STATUS_COLUMNS, meta={"complete": all(r["complete"] for r in rows)}, empty="no labourers"
+    )
     return 0
 
 
 def _show(tm: Any, args: argparse.Namespace) -> int:
+    from sosw.console.views import show_lines
+
     where, task = tm.find_task(args.task_id)
     if where == "unknown":
         raise CliError(f"task {args.task_id!r} not found")
-    print(json.dumps({"where": where, "task": task}, indent=2, default=str))
+    if args.logs:
+        return _show_logs(tm, args, where, task)
+    _output(args).document({"where": where, "task": task}, lambda: show_lines(where, task))
+    return 0
+
+
+def _show_logs(tm: Any, args: argparse.Namespace, where: str, task: dict[str, Any]) -> int:
+    from sosw.console.logs import CloudWatchLogs, LocalLogs, task_logs
+    from sosw.console.views import attempt_lines
+
+    if args.local:
+        log_dir = getattr(args, "local_state", {}).get("log_dir")
+        if not log_dir:
+            raise CliError("this local stack's state file names no log folder: restart `sosw local`")
+        source: Any = LocalLogs(log_dir)
+    else:
+        source = CloudWatchLogs(log_group=args.log_group)
+    state, attempts = task_logs(where, task, tm.config, source)
+    doc = {
+        "where": where,
+        "task": task,
+        "state": state,
+        "source": source.description,
+        "attempts": [a.as_dict() for a in attempts],
+    }
+    _output(args).document(doc, lambda: attempt_lines(task, state, attempts, source.description))
     return 0
 
 
@@ -244,12 +345,10 @@ def _dead_tasks(tm: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def _dead(tm: Any, args: argparse.Namespace) -> int:
-    for task in _dead_tasks(tm, args):
-        error = task.get("last_error") or {}
-        print(
-            f"{task['task_id']}  {task['labourer_id']}  attempts={task.get('attempts')}  "
-            f"closed_at={task.get('closed_at')}  {error.get('type', '')}: {error.get('message', '')}"
-        )
+    from sosw.console.views import DEAD_COLUMNS, dead_row
+
+    rows = [dead_row(task) for task in _dead_tasks(tm, args)]
+    _output(args).rows("dead_tasks", rows, DEAD_COLUMNS, empty="no dead tasks")
     return 0
 
 
@@ -260,23 +359,105 @@ def _redrive(tm: Any, args: argparse.Namespace) -> int:
     return 0 if moved == len(tasks) else 1
 
 
-def _local(args: argparse.Namespace) -> int:
-    from sosw.local.demo import demo_stack
 
-    with demo_stack() as stack:
-        tick = stack.spec.schedules.get(stack.orchestrator, 60) / args.speed
-        env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
-        STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
-        STATE_FILE.write_text(json.dumps({"config": stack.config, "env": env}, indent=2))
-        print(
-            f"local stack running; schedules every {tick:g} s. Use `sosw --local ...` in another shell. Ctrl-C stops."
-        )
-        try:
-            while True:
-                stack.schedule_tick()
-                time.sleep(tick)
-        finally:
-            STATE_FILE.unlink(missing_ok=True)
+def _pairs(values: list[str], option: str) -> dict[str, str]:
+    pairs = {}
+    for value in values:
+        key, sep, rest = value.partition("=")
+        if not sep or not key:
+            raise CliError(f"{option} {value}: expected NAME=VALUE", 2)
+        pairs[key] = rest
+    return pairs
+
+
+def _local_stack(args: argparse.Namespace) -> Any:
+    """The stack ``sosw local`` runs: the demo's, or the one cdk.json in this folder describes."""
+    from sosw.local.template import SynthError
+
+    if args.demo:
+        if args.context or args.stub:
+            raise CliError("--demo runs the demo's own stack: -c and --stub are for your stack", 2)
+        from sosw.local.demo import demo_stack
+
+        return demo_stack()
+    if not Path("cdk.json").is_file():
+        raise CliError("no cdk.json here: run `sosw local` in your CDK project's folder (or `sosw local --demo`)", 2)
+    from sosw.local.stack import project_stack
+
+    overrides = _pairs(args.context, "-c")
+    stubs = _pairs(args.stub, "--stub")
+    print("synthesizing cdk.json" + "".join(f" -c {k}={v}" for k, v in overrides.items()) + " ...", flush=True)
+    try:
+        return project_stack(Path.cwd(), overrides=overrides, stubs=stubs)
+    except SynthError as exc:
+        raise CliError(f"synth failed: {exc}", 2) from exc
+    except ValueError as exc:  # a --stub that names no imported worker or no known behaviour
+        raise CliError(str(exc), 2) from exc
+
+
+def _describe(stack: Any, tick: float) -> list[str]:
+    """What runs where: each labourer's code folder, imported ones and their stubs, the logs."""
+    labourers = stack.config.get("labourers", {})
+    imported = stack.imported_workers()
+    workers = {f.name: f for f in stack.spec.functions if f.role == "worker"}
+    lines = [
+        f"local stack up: {len(stack.tables())} tables, {len(stack.spec.functions)} functions; "
+        f"schedules every {tick:g} s"
+    ]
+    for labourer, settings in labourers.items():
+        if labourer in stack.stubs:
+            lines.append(
+                f"  {labourer}: imported ({imported[labourer]}), stood in for by a stub that {stack.stubs[labourer]}"
+            )
+        elif labourer in imported:
+            lines.append(
+                f"  {labourer}: imported ({imported[labourer]}): can't run locally; "
+                f"--stub {labourer}=completes|fails|sleeps:S stands one in"
+            )
+        else:
+            function = workers.get(str(settings.get("arn", labourer)))
+            source = function.source if function and function.source else "?"
+            watched = " (edits apply at the next invocation)" if function and function.name in stack.sources else ""
+            lines.append(f"  {labourer}: runs {source}{watched}")
+    lines.append(f"logs: {stack.log_dir}")
+    lines.append("Use `sosw --local ...` in another shell. Ctrl-C stops.")
+    return lines
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, a process manager), taken down the same path as Ctrl-C."""
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    # A second SIGTERM while the stack stops would cut its cleanup short: ignore it from now on.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise _Terminated
+
+
+def _local(args: argparse.Namespace) -> int:
+    if args.speed <= 0:
+        raise CliError("--speed: expected a number > 0", 2)
+    # Installed before anything starts, so a SIGTERM during start-up stops what already runs too.
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        with _local_stack(args) as stack:
+            tick = stack.spec.schedules.get(stack.orchestrator, 60) / args.speed
+            env = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+            STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
+            state = {"pid": os.getpid(), "config": stack.config, "env": env, "log_dir": str(stack.log_dir)}
+            STATE_FILE.write_text(json.dumps(state, indent=2))
+            print("\n".join(_describe(stack, tick)), flush=True)
+            try:
+                while True:
+                    stack.schedule_tick()
+                    time.sleep(tick)
+            finally:
+                STATE_FILE.unlink(missing_ok=True)
+    except _Terminated:
+        print("local stack stopped (SIGTERM)", flush=True)
+        return 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

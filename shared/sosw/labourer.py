@@ -43,6 +43,16 @@ SETTINGS: dict[str, Any] = {
 CUSTOM_ATTRIBUTES = ("start", "invoked", "expired", "health", "max_attempts", "average_duration", "max_duration")
 
 
+def function_name(arn: str) -> str:
+    """The function name in what a labourer invokes: a name, or a partial or full ARN, maybe qualified.
+
+    >>> function_name("arn:aws:lambda:eu-west-1:123456789012:function:legacy:live")
+    'legacy'
+    """
+    match = _FUNCTION_NAME_RE.fullmatch(arn)
+    return match.group(10) if match else arn  # the ([a-zA-Z0-9-_.]+) group
+
+
 def _require_int(key: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(f"{key}: expected an integer >= {minimum}, got {value!r}")

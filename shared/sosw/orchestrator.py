@@ -18,14 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.metrics import MetricUnit
 
 from sosw import aws
 from sosw.errors import ConfigError, InvokeError
 from sosw.labourer import Labourer
 from sosw.leases import LEASE_SECONDS, Lease, LeaseStore
 from sosw.managers.task import InvokeResult, TaskManager
-from sosw.metrics import put_labourer_metric, put_labourer_metrics
+from sosw.metrics import put_labourer_metrics
 
 logger = Logger(child=True)
 
@@ -202,10 +201,11 @@ class Orchestrator:
             }
             if run.queue_length is not None:
                 counts["queue_length"] = run.queue_length
-            put_labourer_metrics(run.labourer_id, counts)
-            if run.oldest_queued_age is not None:
-                put_labourer_metric("oldest_queued_age", run.oldest_queued_age, run.labourer_id, MetricUnit.Seconds)
-            put_labourer_metric("orchestrator_duration", report.duration, run.labourer_id, MetricUnit.Seconds)
+            put_labourer_metrics(
+                run.labourer_id,
+                counts,
+                seconds={"oldest_queued_age": run.oldest_queued_age, "orchestrator_duration": report.duration},
+            )
 
     def _time_left(self, remaining_seconds: Callable[[], float] | None) -> float:
         return math.inf if remaining_seconds is None else remaining_seconds() - self.safety_seconds

@@ -23,9 +23,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.metrics import MetricUnit
 
-from sosw.metrics import put_labourer_metric
+from sosw.metrics import put_labourer_metric, put_labourer_metrics
 from sosw.tasks.model import WORKER_EVENT_FIELDS
 
 ASSISTANT_ENV = "SOSW_WORKER_ASSISTANT_FUNCTION"
@@ -105,8 +104,7 @@ class Worker:
             report["task"] = task  # lets the assistant close the task in the same write
         self._report(task_id, attempt, "mark_task_as_completed", **report)
         self.logger.info("Task completed", extra={"duration": elapsed})
-        put_labourer_metric("worker_completed", 1, labourer_id)
-        put_labourer_metric("worker_duration", elapsed, labourer_id, unit=MetricUnit.Seconds)
+        put_labourer_metrics(labourer_id, {"worker_completed": 1}, seconds={"worker_duration": elapsed})
         return {"task_id": task_id, "status": "completed"}
 
     def _report(self, task_id: Any, attempt: Any, action: str, **fields: Any) -> None:

@@ -61,7 +61,7 @@ def test_cli_create_status_show_cancel_prioritise(local_cli, capsys, tmp_path):
     assert run(capsys, "create", "alpha", "--file", str(lines))[:2] == (0, "created 5 task(s) for alpha\n")
     code, out, _ = run(capsys, "status")
     assert code == 0 and "alpha" in out and "6" in out
-    code, out, _ = run(capsys, "show", first)
+    code, out, _ = run(capsys, "show", first, "--output", "json")
     assert code == 0 and json.loads(out)["where"] == "open"
     tasks = scan_all(local_cli.config)["tasks"]
     last = max(tasks, key=lambda t: t["greenfield"])["task_id"]

@@ -38,13 +38,14 @@ def test_the_layer_holds_sosw_and_powertools_for_lambda_but_no_boto_or_caches(re
 
 
 def test_the_layer_ships_only_what_lambda_runs(real_build):
-    # Given the layer app.py deploys: the local stack, the demo and the CLI are not in it
+    # Given the layer app.py deploys: the local stack, the demo, the CLI and its output layer are not in it
     package = real_build.path / "python" / "sosw"
     assert not (package / "local").exists() and not (package / "cli.py").exists()
+    assert not (package / "console").exists()
     # Then every module the handlers import is there, and nothing else of the package is left out
     shipped = {p.relative_to(package).as_posix() for p in package.rglob("*.py")}
     sources = {p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
-    assert sources - shipped == {s for s in sources if s.startswith("local/") or s == "cli.py"}
+    assert sources - shipped == {s for s in sources if s.startswith(("local/", "console/")) or s == "cli.py"}
     assert {"managers/task.py", "tasks/queue.py", "orchestrator.py", "worker_assistant.py"} <= shipped
 
 

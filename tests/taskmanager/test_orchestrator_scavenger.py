@@ -323,3 +323,59 @@ def test_redrive_keeps_attempt_numbers_growing_and_gives_max_attempts_afresh(mak
     manager.mark_task_failed(task["task_id"], attempt=3, error_type="Boom")
     report = Scavenger(make_manager()).run()
     assert report.labourers["beta"]["retried"] == 1 and report.labourers["beta"]["dead"] == 0
+
+
+def _emf_documents(text: str) -> list[dict]:
+    import json
+
+    docs = []
+    for line in text.splitlines():
+        if line.startswith("{") and '"_aws"' in line:
+            docs.append(json.loads(line))
+    return docs
+
+
+def test_each_run_writes_one_emf_document_per_labourer(
+    make_manager, orchestrator_config, lambda_endpoint, capsys, monkeypatch
+):
+    # Given two labourers with queued tasks, and metrics on (the tests turn them off elsewhere)
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "false")
+    monkeypatch.setenv("POWERTOOLS_SERVICE_NAME", "sosw")  # as in Lambda: it must not become a dimension
+    manager = make_manager(**orchestrator_config)
+    alpha, beta = manager.get_labourers()
+    manager.create_tasks(alpha, [{}] * 3)
+    manager.create_tasks(beta, [{}] * 3)
+    capsys.readouterr()
+    # When the Orchestrator runs, then the Scavenger
+    Orchestrator(manager).run()
+    orchestrator_docs = _emf_documents(capsys.readouterr().out)
+    Scavenger(make_manager()).run()
+    scavenger_docs = _emf_documents(capsys.readouterr().out)
+    # Then each wrote one document per labourer, holding all of its figures, under the one dimension
+    assert sorted(d["labourer_id"] for d in orchestrator_docs) == ["alpha", "beta"]
+    for doc in orchestrator_docs:
+        [directive] = doc["_aws"]["CloudWatchMetrics"]
+        assert directive["Dimensions"] == [["labourer_id"]] and "service" not in doc
+        units = {m["Name"]: m["Unit"] for m in directive["Metrics"]}
+        expected = {
+            "invoked": "Count",
+            "running": "Count",
+            "invocations_released": "Count",
+            "orchestrator_errors": "Count",
+            "queue_length": "Count",
+            "oldest_queued_age": "Seconds",  # only while something is queued
+            "orchestrator_duration": "Seconds",
+        }
+        if doc["queue_length"] == [0.0]:
+            del expected["oldest_queued_age"]
+        assert units == expected
+    by_labourer = {d["labourer_id"]: d for d in orchestrator_docs}
+    assert by_labourer["alpha"]["invoked"] == [3.0] and by_labourer["alpha"]["queue_length"] == [0.0]
+    assert by_labourer["beta"]["invoked"] == [2.0] and by_labourer["beta"]["queue_length"] == [1.0]
+    assert sorted(d["labourer_id"] for d in scavenger_docs) == ["alpha", "beta"]
+    assert {m["Name"] for m in scavenger_docs[0]["_aws"]["CloudWatchMetrics"][0]["Metrics"]} == {
+        "archived",
+        "retried",
+        "dead",
+        "requeued",
+    }

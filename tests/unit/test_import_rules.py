@@ -1,7 +1,7 @@
 """The layer's dependency order, held by a test so it can't rot (README "Layout").
 
 base modules < sosw.tasks steps (model < context < queue < creation, claims, reports, moves < dead)
-< managers.task (the facade) < the roles (orchestrator, scavenger, worker_assistant, ...) < cli, local.
+< managers.task (the facade) < the roles (orchestrator, scavenger, worker_assistant, ...) < cli, console, local.
 The EcologyManager sits on the base alone. Lambda's handlers never reach the CLI, the local stack or CDK.
 """
 
@@ -44,7 +44,7 @@ STEPS = {
     "sosw.tasks.moves": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue", "sosw.tasks.slots"},
     "sosw.tasks.dead": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue", "sosw.tasks.moves"},
 }
-TOOLS = ("sosw.cli", "sosw.local")
+TOOLS = ("sosw.cli", "sosw.console", "sosw.local")
 
 
 def module_name(path: Path) -> str:

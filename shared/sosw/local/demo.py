@@ -80,7 +80,8 @@ def flaky_payloads(n: int) -> list[tuple[dict[str, Any], str, int]]:
 
 def demo_stack(cdk_out: Path | None = None, **kwargs: Any) -> LocalStack:
     """The demo's local stack: the CDK app synthesized with :data:`DEMO_CONTEXT`, run from its template."""
-    out = synthesize(cdk_out or Path(tempfile.mkdtemp(prefix="sosw-demo-cdk-")), DEMO_CONTEXT)
+    # local: the layer's pip build is skipped, the local processes run this machine's sosw (no download).
+    out = synthesize(cdk_out or Path(tempfile.mkdtemp(prefix="sosw-demo-cdk-")), DEMO_CONTEXT, local=True)
     return LocalStack.from_template(out, **kwargs)
 
 

@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 _INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations")
 _CONFIG = re.compile(r"^/2015-03-31/functions/([^/]+)/configuration")
@@ -51,6 +52,9 @@ class FunctionSpec:
     max_event_age: float | None = None
     retry_attempts: int = 0  # Lambda's MaximumRetryAttempts for asynchronous invocations
     retry_delay: float = 1.0  # Lambda waits about a minute, then two; locally a second
+    #: The folder ``code_dir`` is staged from: when its files change, the next invocation re-stages it and
+    #: runs in fresh processes (an edit takes effect without a restart). None: the code never changes.
+    source_dir: str | None = None
 
     @property
     def arn(self) -> str:
@@ -122,12 +126,36 @@ def _process_context() -> multiprocessing.context.BaseContext:
     return ctx
 
 
+def code_fingerprint(folder: str | os.PathLike[str]) -> tuple[tuple[str, int, int], ...]:
+    """Every file of a code folder with its modification time and size: a change in any is a new version."""
+    root = Path(folder)
+    files = []
+    for path in root.rglob("*"):
+        if "__pycache__" in path.parts or path.suffix in (".pyc", ".pyo") or not path.is_file():
+            continue
+        stat = path.stat()
+        files.append((path.relative_to(root).as_posix(), stat.st_mtime_ns, stat.st_size))
+    return tuple(sorted(files))
+
+
+def stage_code(source: str | os.PathLike[str], target: str | os.PathLike[str]) -> None:
+    """Copy a code folder to where its function runs it, replacing what was there (as a new deployment does)."""
+    import shutil
+
+    staging = Path(f"{target}.staging")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(source, staging, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo"))
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
+
+
 class _Slot:
-    """One warm process of a function; replaced when it times out or dies."""
+    """One warm process of a function; replaced when it times out or dies, or when its code changed."""
 
     def __init__(self, spec: FunctionSpec, log_path: str | None) -> None:
         self.spec = spec
         self.log_path = log_path
+        self.version = 0  # the function's code version this process imported
         self._start()
 
     def _start(self) -> None:
@@ -190,6 +218,9 @@ class _Function:
         self.in_flight = 0
         self.busy = 0
         self._lock = threading.Lock()
+        self.version = 0  # bumped each time the code is re-staged
+        self._code_lock = threading.Lock()
+        self._fingerprint = code_fingerprint(spec.source_dir) if spec.source_dir else None
         self.threads = [
             threading.Thread(target=self._dispatch, name=f"{spec.name}-{i}", daemon=True)
             for i in range(spec.concurrency)
@@ -208,8 +239,26 @@ class _Function:
         left = self.spec.retry_attempts if retries_left is None else retries_left
         self.events.put((enqueued or time.time(), event, left))
 
+    def _refresh_code(self) -> None:
+        """Re-stage the code if its source folder changed since the last invocation (cheap: a stat per file)."""
+        if not self.spec.source_dir:
+            return
+        with self._code_lock:
+            fingerprint = code_fingerprint(self.spec.source_dir)
+            if fingerprint == self._fingerprint:
+                return
+            stage_code(self.spec.source_dir, self.spec.code_dir)
+            self._fingerprint = fingerprint
+            self.version += 1
+            self.server.count(self.spec.name, "code_reloaded")
+
     def invoke_sync(self, event: Any) -> tuple[bool, Any]:
+        self._refresh_code()
         slot = self.idle.get()
+        if slot.version != self.version:
+            # A warm process of the old code: recycled; the new one's import is its init, as after a deployment.
+            slot.restart()
+            slot.version = self.version
         with self._lock:
             self.busy += 1
             self.server.peak(self.spec.name, self.busy)
@@ -337,6 +386,7 @@ class LocalLambda:
             self.deliveries[name].append(event)
 
     def function(self, name_or_arn: str) -> _Function | None:
+        """The function a name or ARN (full or partial, maybe qualified; as boto3 sends it, URL-decoded) names."""
         name = name_or_arn.rsplit("function:", 1)[-1].split(":")[0]
         return self._functions.get(name)
 
@@ -385,9 +435,9 @@ class LocalLambda:
 
             def do_GET(self) -> None:
                 match = _CONFIG.match(self.path)
-                function = server.function(match.group(1)) if match else None
+                function = server.function(unquote(match.group(1))) if match else None
                 if function is None:
-                    self._not_found(match.group(1) if match else self.path)
+                    self._not_found(unquote(match.group(1)) if match else self.path)
                     return
                 spec = function.spec
                 self._reply(200, {"FunctionName": spec.name, "FunctionArn": spec.arn, "Timeout": int(spec.timeout)})
@@ -396,9 +446,9 @@ class LocalLambda:
                 match = _INVOKE.match(self.path)
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length) if length else b""
-                function = server.function(match.group(1)) if match else None
+                function = server.function(unquote(match.group(1))) if match else None
                 if function is None:
-                    self._not_found(match.group(1) if match else self.path)
+                    self._not_found(unquote(match.group(1)) if match else self.path)
                     return
                 try:
                     event = json.loads(raw or b"{}")

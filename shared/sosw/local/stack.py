@@ -21,12 +21,13 @@ import boto3
 from botocore.config import Config
 
 from sosw import aws
+from sosw.labourer import function_name
 from sosw.local.dynamodb_local import DynamoDBLocal, free_port
-from sosw.local.lambda_server import FunctionSpec, LocalLambda
+from sosw.local.lambda_server import FunctionSpec, LocalLambda, stage_code
 from sosw.local.moto_dynamodb import SerialMotoServer
 from sosw.local.streams import StreamMapping, StreamPoller
 from sosw.local.tables import prefixed_config
-from sosw.local.template import TemplateFunction, TemplateStack
+from sosw.local.template import TemplateFunction, TemplateStack, synthesize
 from sosw.local.template import load as load_template
 from sosw.managers.task import TaskManager
 from sosw.schema import table_schemas
@@ -145,17 +146,84 @@ class LocalStack:
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="sosw-local-"))
         self.topic_arn: str | None = None
         self.stream_pollers: list[StreamPoller] = []
+        #: Function name -> the code folder it runs from, watched for changes (``from_template(project_dir=)``).
+        self.sources: dict[str, str] = {}
+        #: Imported labourers stood in for by a stub, and its behaviour.
+        self.stubs: dict[str, str] = {}
+        self._code_root: Path | None = None
 
     @classmethod
-    def from_template(cls, cdk_out: str | os.PathLike[str], **kwargs: Any) -> LocalStack:
-        """The synthesized stack: tables, functions, config and schedules read from its template."""
+    def from_template(
+        cls,
+        cdk_out: str | os.PathLike[str],
+        *,
+        project_dir: str | os.PathLike[str] | None = None,
+        stubs: Mapping[str, str] | None = None,
+        **kwargs: Any,
+    ) -> LocalStack:
+        """The synthesized stack: tables, functions, config and schedules read from its template.
+
+        With ``project_dir``, each worker runs from a copy of its code folder there, re-staged when the
+        folder changes (the next invocation runs the new code). ``stubs`` stand in for imported workers:
+        ``{labourer: "completes" | "fails" | "sleeps:S"}`` (:mod:`sosw.local.stub`).
+        """
         spec = load_template(Path(cdk_out))
         labourers = spec.config.get("labourers", {})
         concurrency = {
-            str(settings.get("arn", name)).rsplit(":", 1)[-1]: int(settings.get("max_simultaneous_invocations") or 1)
+            function_name(str(settings.get("arn", name))): int(settings.get("max_simultaneous_invocations") or 1)
             for name, settings in labourers.items()
         }
-        return cls(spec=spec, worker_concurrency=concurrency, **kwargs)
+        stack = cls(spec=spec, worker_concurrency=concurrency, **kwargs)
+        if project_dir is not None:
+            stack.sources = {
+                f.name: str(Path(project_dir) / f.source) for f in spec.functions if f.role == "worker" and f.source
+            }
+        for labourer, behaviour in (stubs or {}).items():
+            stack._add_stub(labourer, behaviour)
+        return stack
+
+    def imported_workers(self) -> dict[str, str]:
+        """Labourers whose function is not in the stack (declared by ``arn``): ``{labourer: arn}``."""
+        stubbed = {function_name(str(self.config["labourers"][labourer].get("arn"))) for labourer in self.stubs}
+        names = {f.name for f in self.spec.functions} - stubbed
+        return {
+            labourer: str(settings.get("arn", labourer))
+            for labourer, settings in self.config.get("labourers", {}).items()
+            if function_name(str(settings.get("arn", labourer))) not in names
+        }
+
+    def _add_stub(self, labourer: str, behaviour: str) -> None:
+        from sosw.local.stub import parse_behaviour
+
+        imported = self.imported_workers()
+        if labourer not in imported:
+            raise ValueError(
+                f"--stub {labourer}: not an imported worker of this stack (imported: {sorted(imported) or 'none'})"
+            )
+        try:
+            parse_behaviour(behaviour)
+        except ValueError as exc:
+            raise ValueError(f"--stub {labourer}: {exc}") from exc
+        settings = self.config["labourers"][labourer]
+        name = function_name(imported[labourer])
+        self.spec.functions.append(
+            TemplateFunction(
+                f"Stub{labourer}",
+                name,
+                str(Path(__file__).resolve().parent),
+                "sosw.local.stub.handler",
+                float(settings.get("max_duration") or settings.get("duration") or 60),
+                {
+                    "SOSW_CONFIG_PARAMETER": self.spec.config_parameter,
+                    "SOSW_WORKER_ASSISTANT_FUNCTION": self.spec.function("worker_assistant").name,
+                    "POWERTOOLS_SERVICE_NAME": "worker",
+                    "SOSW_STUB": behaviour,
+                },
+                on_failure=self.spec.function("failure_handler").name,
+                max_event_age=max(float(settings.get("cooldown", 300)), 60.0),
+            )
+        )
+        self.stubs[labourer] = behaviour
 
     @property
     def orchestrator(self) -> str:
@@ -203,10 +271,10 @@ class LocalStack:
         }
         self._set_env(env)
         client = aws.dynamodb_client()
-        for table in self.spec.tables:
+        for table in self.tables():
             client.create_table(**table)
         waiter = client.get_waiter("table_exists")
-        for table in self.spec.tables:
+        for table in self.tables():
             waiter.wait(TableName=table["TableName"], WaiterConfig={"Delay": 0.2, "MaxAttempts": 100})
         sns = boto3.client("sns")
         refs = {logical: sns.create_topic(Name=name)["TopicArn"] for logical, name in self.spec.topics.items()}
@@ -227,10 +295,14 @@ class LocalStack:
                 concurrency = max(self.control_concurrency, ORCHESTRATOR_CONCURRENCY)
             else:
                 concurrency = self.control_concurrency
+            code_dir, source_dir = function.code_dir, self.sources.get(function.name)
+            if source_dir:
+                code_dir = str(self._stage(function.name, source_dir))
             functions.append(
                 FunctionSpec(
                     function.name,
-                    function.code_dir,
+                    code_dir,
+                    source_dir=source_dir,
                     handler=function.handler,
                     timeout=function.timeout,
                     environment=environment,
@@ -250,6 +322,23 @@ class LocalStack:
         self.lambda_ = LocalLambda(functions, port=lambda_port, log_dir=self.log_dir).start()
         self.stream_pollers = [StreamPoller(m, self._dynamodb_endpoint).start() for m in self.spec.streams]
 
+    def tables(self) -> list[dict[str, Any]]:
+        """The template's tables, and those it adopts (``tables.adopt``: used by name, so not in the template),
+        created from sosw's definitions (:mod:`sosw.schema`) as the existing tables would be."""
+        names = {table["TableName"] for table in self.spec.tables}
+        adopted = [
+            schema.create_table_kwargs() for schema in table_schemas(self.config).values() if schema.name not in names
+        ]
+        return [*self.spec.tables, *adopted]
+
+    def _stage(self, name: str, source_dir: str) -> Path:
+        """A function's own copy of its code folder (two workers staged from equal folders share no files)."""
+        if self._code_root is None:
+            self._code_root = Path(tempfile.mkdtemp(prefix="sosw-local-code-"))
+        target = self._code_root / name
+        stage_code(source_dir, target)
+        return target
+
     def stop(self) -> None:
         for poller in self.stream_pollers:
             poller.stop()
@@ -257,6 +346,9 @@ class LocalStack:
         if self.lambda_:
             self.lambda_.stop()
             self.lambda_ = None
+        if self._code_root is not None:
+            shutil.rmtree(self._code_root, ignore_errors=True)
+            self._code_root = None
         if self._moto:
             self._moto.stop()
             self._moto = None
@@ -328,6 +420,21 @@ class LocalStack:
                 body = json.loads(message["Body"])
                 messages.append(json.loads(body.get("Message", "{}")))
                 sqs.delete_message(QueueUrl=url, ReceiptHandle=message["ReceiptHandle"])
+
+
+def project_stack(
+    project_dir: str | os.PathLike[str],
+    *,
+    overrides: Mapping[str, str] | None = None,
+    stubs: Mapping[str, str] | None = None,
+    cdk_out: str | os.PathLike[str] | None = None,
+    **kwargs: Any,
+) -> LocalStack:
+    """The user's own stack: the project's cdk.json synthesized (with ``-c`` overrides), its workers run from
+    their code folders, imported ones stood in for by ``stubs``. Not started yet."""
+    out = Path(cdk_out or tempfile.mkdtemp(prefix="sosw-local-cdk-"))
+    synthesize(out, project_dir=Path(project_dir), overrides=overrides, local=True)
+    return LocalStack.from_template(out, project_dir=project_dir, stubs=stubs, **kwargs)
 
 
 def local_dynamodb() -> DynamoDBLocal | SerialMotoServer:

@@ -20,6 +20,8 @@ from typing import Any
 from sosw.local.streams import StreamMapping
 
 PROJECT_ROOT = Path(__file__).resolve().parents[3]
+#: The functions' metadata naming their code folder (``infra.lambda_function.CODE_METADATA``).
+CODE_METADATA = "sosw:code"
 _RATE = re.compile(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)")
 _UNIT_SECONDS = {"minute": 60, "hour": 3600, "day": 86400}
 
@@ -36,6 +38,7 @@ class TemplateFunction:
     max_event_age: float | None = None
     retry_attempts: int = 0
     role: str = "worker"  # orchestrator | scavenger | worker_assistant | failure_handler | worker
+    source: str | None = None  # the code folder it was staged from, relative to the project
 
 
 @dataclass
@@ -55,17 +58,70 @@ class TemplateStack:
         raise KeyError(f"the template has no {role} function")
 
 
-def synthesize(out_dir: Path, sosw_context: Mapping[str, Any] | None = None) -> Path:
-    """Run the CDK app (``python app.py``) into ``out_dir``; ``sosw_context`` replaces cdk.json's ``sosw`` key."""
-    env = {**os.environ, "CDK_OUTDIR": str(out_dir)}
+#: What a local run changes in the stack's context: cdk-nag and the layer's pip build are for a deployment;
+#: locally, functions run on this machine's ``sosw`` and nothing is deployed (and nothing is downloaded).
+LOCAL_SETTINGS: dict[str, Any] = {"nag": False, "layer_build": "sources_only"}
+
+
+class SynthError(RuntimeError):
+    """The CDK app failed: the message is its last line (a config error names the key)."""
+
+
+def project_context(project_dir: Path, overrides: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """cdk.json's context with ``-c KEY=VALUE`` overrides on top, as the CDK CLI passes them to the app.
+
+    Values stay strings, as the CLI gives them (``-c stage=prod``, ``-c sosw='{...}'``): the app reads them.
+    """
+    path = project_dir / "cdk.json"
+    try:
+        context = dict(json.loads(path.read_text()).get("context", {}))
+    except (OSError, ValueError) as exc:
+        raise SynthError(f"{path.name}: can't read its context ({exc})") from exc
+    context.update(overrides or {})
+    return context
+
+
+def _app_command(project_dir: Path) -> list[str]:
+    """cdk.json's ``app`` command, run with this interpreter when it is a Python one (it has the CDK libraries)."""
+    import shlex
+
+    app = json.loads((project_dir / "cdk.json").read_text()).get("app") or "python app.py"
+    command = shlex.split(app)
+    if Path(command[0]).name.startswith("python"):
+        command[0] = sys.executable
+    return command
+
+
+def synthesize(
+    out_dir: Path,
+    sosw_context: Mapping[str, Any] | None = None,
+    *,
+    project_dir: Path = PROJECT_ROOT,
+    overrides: Mapping[str, str] | None = None,
+    local: bool = False,
+) -> Path:
+    """Run the project's CDK app into ``out_dir`` and return it.
+
+    ``sosw_context`` replaces cdk.json's ``sosw`` key (the demo's own stack); ``overrides`` are ``-c``
+    values; ``local`` adds :data:`LOCAL_SETTINGS` to the ``sosw`` context.
+    """
+    context = project_context(project_dir, overrides)
     if sosw_context is not None:
-        context = json.loads((PROJECT_ROOT / "cdk.json").read_text()).get("context", {})
-        env["CDK_CONTEXT_JSON"] = json.dumps({**context, "sosw": dict(sosw_context)})
-    result = subprocess.run(
-        [sys.executable, str(PROJECT_ROOT / "app.py")], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True
-    )
+        context["sosw"] = dict(sosw_context)
+    if local:
+        sosw = context.get("sosw")
+        if isinstance(sosw, str):  # `-c sosw='{...}'`
+            try:
+                sosw = json.loads(sosw)
+            except ValueError as exc:
+                raise SynthError(f"-c sosw: not valid JSON ({exc})") from exc
+        if isinstance(sosw, Mapping):
+            context["sosw"] = {**sosw, **LOCAL_SETTINGS}
+    env = {**os.environ, "CDK_OUTDIR": str(out_dir), "CDK_CONTEXT_JSON": json.dumps(context)}
+    result = subprocess.run(_app_command(project_dir), cwd=project_dir, env=env, capture_output=True, text=True)
     if result.returncode != 0:
-        raise RuntimeError(f"synth failed: {(result.stderr or result.stdout).strip().splitlines()[-1:]}")
+        lines = (result.stderr or result.stdout).strip().splitlines() or [f"exit code {result.returncode}"]
+        raise SynthError(lines[-1].removeprefix("synth failed: "))
     return out_dir
 
 
@@ -118,6 +174,7 @@ def load(cdk_out: Path, stack_name: str | None = None) -> TemplateStack:
                 max_event_age=invoke.get("MaximumEventAgeInSeconds"),
                 retry_attempts=int(invoke.get("MaximumRetryAttempts", 2)),  # Lambda's default is 2
                 role=_role(logical_id, props),
+                source=resource.get("Metadata", {}).get(CODE_METADATA),
             )
         )
     for resource in resources.values():
