@@ -359,7 +359,6 @@ def _redrive(tm: Any, args: argparse.Namespace) -> int:
     return 0 if moved == len(tasks) else 1
 
 
-
 def _pairs(values: list[str], option: str) -> dict[str, str]:
     pairs = {}
     for value in values:
