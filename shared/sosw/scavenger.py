@@ -134,11 +134,11 @@ class Scavenger:
         counts["notified"] += 1
 
     def _publish_pending(self, labourer: Labourer, counts: Counter[str]) -> None:
-        """Notifications left pending by a crash or an SNS error, from the last day's dead tasks."""
+        """Notifications left pending by a crash or an SNS error (found from their markers: no dead task is read
+        to find them, so this costs the same however many have piled up)."""
         if not self.topic_arn:
             return
-        since = self.tm.clock.now() - 86_400
-        for task in self.tm.get_dead_tasks(labourer, closed_after=since, notification_pending=True, limit=25):
+        for task in self.tm.get_dead_tasks(labourer, notification_pending=True, limit=25):
             if not self._time_left():
                 return
             # The index may lag: publish only if the row itself (read consistently) is still pending.

@@ -123,8 +123,18 @@ def test_scavenger_moves_tasks_and_publishes_dead_ones_but_invokes_nothing(dev: 
             ],
         },
         "ClosedTasks": {
-            "Action": ["dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem"],
+            "Action": [
+                "dynamodb:BatchGetItem",
+                "dynamodb:ConditionCheckItem",
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+            ],
             "Resource": [dev.table_arn("dev_sosw_closed_tasks")],
+        },
+        "DeadTaskNotices": {
+            "Action": ["dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:Scan"],
+            "Resource": [dev.table_arn("dev_sosw_orchestrator_leases")],
         },
         "PublishDeadTasks": {"Action": ["sns:Publish"], "Resource": [_dead_topic(dev)]},
         "EncryptDeadTasks": {"Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": [_messaging_key(dev)]},

@@ -40,8 +40,15 @@ STEPS = {
     "sosw.tasks.creation": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue"},
     "sosw.tasks.claims": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue"},
     "sosw.tasks.reports": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue"},
-    "sosw.tasks.moves": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue"},
-    "sosw.tasks.dead": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue", "sosw.tasks.moves"},
+    "sosw.tasks.notices": {"sosw.tasks.context"},
+    "sosw.tasks.moves": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.notices", "sosw.tasks.queue"},
+    "sosw.tasks.dead": {
+        "sosw.tasks.context",
+        "sosw.tasks.model",
+        "sosw.tasks.notices",
+        "sosw.tasks.queue",
+        "sosw.tasks.moves",
+    },
 }
 TOOLS = ("sosw.cli", "sosw.local")
 

@@ -7,7 +7,7 @@ exactly as read: a repeated, stale or concurrent move writes nothing and returns
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -19,7 +19,8 @@ from sosw.errors import InvalidInputError
 from sosw.labourer import Labourer
 from sosw.schema import TTL_ATTRIBUTE
 from sosw.tasks.context import TaskContext
-from sosw.tasks.model import ATTEMPT_FIELDS
+from sosw.tasks.model import ATTEMPT_FIELDS, NOTIFY_PENDING
+from sosw.tasks.notices import DeadNotices
 from sosw.tasks.queue import TaskQueue
 from sosw.validation import check_delay, check_number, check_task_id
 
@@ -34,6 +35,7 @@ class TaskMoves:
     def __init__(self, ctx: TaskContext, queue: TaskQueue) -> None:
         self.ctx = ctx
         self.queue = queue
+        self.notices = DeadNotices(ctx)
 
     def archive_task(self, task: dict[str, Any], completed: bool | None = None) -> bool:
         """Close the task: move it to the closed table, completed or dead, in one transaction.
@@ -59,8 +61,20 @@ class TaskMoves:
         source = self.ctx.version_condition(task) & (
             state.eq(task[_("completed_at")]) if completed else state.not_exists()
         )
+        # A dead task whose notification is pending gets its marker in the same transaction (sosw.tasks.notices).
+        marker = (
+            []
+            if completed or not closed.get(NOTIFY_PENDING)
+            else [self.notices.put_item(task[_("labourer_id")], task[_("task_id")], now)]
+        )
         moved = self.move(
-            task, source, self.ctx.tasks_table, {_("task_id"): task[_("task_id")]}, self.ctx.closed_table, closed
+            task,
+            source,
+            self.ctx.tasks_table,
+            {_("task_id"): task[_("task_id")]},
+            self.ctx.closed_table,
+            closed,
+            marker,
         )
         if moved:
             self.ctx.stats["tasks_archived_completed" if completed else "tasks_archived_dead"] += 1
@@ -135,6 +149,7 @@ class TaskMoves:
         source_key: Mapping[str, Any],
         target_table: str,
         target_item: Mapping[str, Any],
+        extra_items: Sequence[Mapping[str, Any]] = (),
     ) -> bool:
         _ = self.ctx.field
         check_task_id(task.get(_("task_id")), _("task_id"))
@@ -157,6 +172,7 @@ class TaskMoves:
                     **put_ex.params(),
                 }
             },
+            *extra_items,
         ]
         try:
             transact_write(self.ctx.dynamodb, items, **self.ctx.retry_settings())
