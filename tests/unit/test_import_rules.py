@@ -36,6 +36,7 @@ BASE = {
 STEPS = {
     "sosw.tasks.model": set(),
     "sosw.tasks.context": set(),
+    "sosw.tasks.compat": set(),
     "sosw.tasks.queue": {"sosw.tasks.context", "sosw.tasks.model"},
     "sosw.tasks.creation": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue"},
     "sosw.tasks.claims": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue"},

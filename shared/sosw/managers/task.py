@@ -19,6 +19,7 @@ from sosw.clock import Clock, SystemClock
 from sosw.config import DEFAULT_CONFIG, build_config
 from sosw.labourer import Labourer
 from sosw.managers.ecology import EcologyManager
+from sosw.tasks import compat
 from sosw.tasks.claims import TaskClaims
 from sosw.tasks.context import TaskContext
 from sosw.tasks.creation import TaskCreation
@@ -208,11 +209,11 @@ class TaskManager:
 
     def get_task_by_id(self, task_id: str) -> dict[str, Any]:
         """Fetches the full data of the open Task (strongly consistent); ``{}`` if it is not open."""
-        return self._queue.get_task_by_id(task_id)
+        return compat.decoded(self._queue.get_task_by_id(task_id))
 
     def get_closed_task_by_id(self, task_id: str) -> dict[str, Any]:
         """The task from the closed table; ``{}`` if it is not closed."""
-        return self._queue.get_closed_task_by_id(task_id)
+        return compat.decoded(self._queue.get_closed_task_by_id(task_id))
 
     def is_valid_task(self, task: dict[str, Any]) -> bool:
         """Simple validation for required fields (present, and of the right type)."""
@@ -222,15 +223,16 @@ class TaskManager:
         self, labourer: Labourer, cnt: int = 1, only_ids: bool = False
     ) -> list[str | dict[str, Any]]:
         """Fetch the next task(s) from the head of the queue for the Labourer."""
-        return self._queue.get_next_for_labourer(labourer, cnt, only_ids)
+        return compat.decoded_all(self._queue.get_next_for_labourer(labourer, cnt, only_ids))
 
     def get_invoked_tasks_for_labourer(self, labourer: Labourer, completed: bool | None = None) -> list[dict[str, Any]]:
         """Tasks of the Labourer invoked during the current run of the Orchestrator."""
-        return self._queue.get_invoked_tasks_for_labourer(labourer, completed)
+        return compat.decoded_all(self._queue.get_invoked_tasks_for_labourer(labourer, completed))
 
     def get_running_tasks_for_labourer(self, labourer: Labourer, count: bool = False) -> list[dict[str, Any]] | int:
         """Tasks invoked but not yet reported nor expired; with ``count=True`` just their number."""
-        return self._queue.get_running_tasks_for_labourer(labourer, count)
+        running = self._queue.get_running_tasks_for_labourer(labourer, count)
+        return running if isinstance(running, int) else compat.decoded_all(running)
 
     def get_count_of_running_tasks_for_labourer(self, labourer: Labourer) -> int:
         """Number of tasks we assume to be still running (they may have died without a report yet)."""
@@ -238,15 +240,15 @@ class TaskManager:
 
     def get_expired_tasks_for_labourer(self, labourer: Labourer) -> list[dict[str, Any]]:
         """Tasks invoked longer ago than duration + cooldown, and never reported."""
-        return self._queue.get_expired_tasks_for_labourer(labourer)
+        return compat.decoded_all(self._queue.get_expired_tasks_for_labourer(labourer))
 
     def get_completed_tasks_for_labourer(self, labourer: Labourer) -> list[dict[str, Any]]:
         """Tasks marked completed, waiting for the Scavenger to archive them."""
-        return self._queue.get_completed_tasks_for_labourer(labourer)
+        return compat.decoded_all(self._queue.get_completed_tasks_for_labourer(labourer))
 
     def get_failed_tasks_for_labourer(self, labourer: Labourer) -> list[dict[str, Any]]:
         """Tasks whose current attempt was reported failed (the fast path: no need to wait for expiry)."""
-        return self._queue.get_failed_tasks_for_labourer(labourer)
+        return compat.decoded_all(self._queue.get_failed_tasks_for_labourer(labourer))
 
     def get_length_of_queue_for_labourer(self, labourer: Labourer) -> int:
         """Approximate count of tasks still in the queue (greenfield below the start of this run)."""
@@ -266,7 +268,7 @@ class TaskManager:
 
     def get_tasks_to_retry_for_labourer(self, labourer: Labourer, limit: int | None = None) -> list[dict[str, Any]]:
         """Tasks in the retry table whose delay has passed, the longest-waiting first."""
-        return self._queue.get_tasks_to_retry_for_labourer(labourer, limit)
+        return compat.decoded_all(self._queue.get_tasks_to_retry_for_labourer(labourer, limit))
 
     def get_average_labourer_duration(self, labourer: Labourer) -> float | None:
         """Average run time of the last completed tasks (``max_closed_to_analyse_for_duration``)."""
@@ -274,7 +276,8 @@ class TaskManager:
 
     def find_task(self, task_id: str) -> tuple[str, dict[str, Any]]:
         """Where the task is now: ``("open" | "waiting" | "closed" | "unknown", task)``."""
-        return self._queue.find_task(task_id)
+        status, task = self._queue.find_task(task_id)
+        return status, compat.decoded(task)
 
     def get_labourer_counts(self, labourer: Labourer, max_pages: int | None = None) -> dict[str, Any]:
         """Counts of the labourer's tasks by state, each read with a bounded number of pages."""
@@ -289,17 +292,17 @@ class TaskManager:
 
         :raises RuntimeError:
         """
-        return self._claims.mark_task_invoked(labourer, task, check_running)
+        return compat.decoded(self._claims.mark_task_invoked(labourer, compat.stored(task), check_running))
 
     def invoke_task(
         self, labourer: Labourer, task_id: str | None = None, task: dict[str, Any] | None = None
     ) -> InvokeResult:
         """Claim the task and invoke the worker Lambda asynchronously with it."""
-        return self._claims.invoke_task(labourer, task_id, task)
+        return self._claims.invoke_task(labourer, task_id, compat.stored(task))
 
     def worker_event(self, task: Mapping[str, Any]) -> dict[str, Any]:
         """The event a worker receives: its payload merged with the task's own fields (task_id, attempts, ...)."""
-        return self._claims.worker_event(task)
+        return self._claims.worker_event(compat.stored(task))
 
     # ------------------------------------------------------------------ reports from workers (sosw.tasks.reports)
 
@@ -313,7 +316,7 @@ class TaskManager:
         self, task: Mapping[str, Any], *, attempt: int, result: Any = None, stats: Any = None
     ) -> ReportResult:
         """Completion that closes the task at once: one transaction instead of an update now and a move later."""
-        return self._reports.complete_and_archive_task(task, attempt=attempt, result=result, stats=stats)
+        return self._reports.complete_and_archive_task(compat.stored(task), attempt=attempt, result=result, stats=stats)
 
     def mark_task_failed(
         self,
@@ -340,19 +343,19 @@ class TaskManager:
 
     def archive_task(self, task: dict[str, Any], completed: bool | None = None) -> bool:
         """Close the task: move it to the closed table, completed or dead, in one transaction."""
-        return self._moves.archive_task(task, completed)
+        return self._moves.archive_task(compat.stored(task), completed)
 
     def move_task_to_retry_table(self, task: dict[str, Any], wanted_delay: int) -> bool:
         """Move the task to the retry table, to be queued again after ``wanted_delay`` seconds."""
-        return self._moves.move_task_to_retry_table(task, wanted_delay)
+        return self._moves.move_task_to_retry_table(compat.stored(task), wanted_delay)
 
     def retry_task(self, task: dict[str, Any], labourer_id: str, greenfield: int) -> bool:
         """Move the task from the retry table to the tasks table with ``greenfield`` (the head of the queue)."""
-        return self._moves.retry_task(task, labourer_id, greenfield)
+        return self._moves.retry_task(compat.stored(task), labourer_id, greenfield)
 
     def retry_tasks(self, labourer: Labourer, tasks: list[dict[str, Any]]) -> int:
         """Queue tasks from the retry table at the head of the queue, in the given order; returns how many moved."""
-        return self._moves.retry_tasks(labourer, tasks)
+        return self._moves.retry_tasks(labourer, compat.stored_all(tasks))
 
     def cancel_task(self, task_id: str) -> bool:
         """Close a queued task as dead with the error ``Cancelled``; False if it is not queued any more."""
@@ -375,7 +378,7 @@ class TaskManager:
         notification_pending: bool = False,
     ) -> list[dict[str, Any]]:
         """Dead tasks of a labourer, newest first, filtered by last error type and closing time."""
-        return self._dead.get_dead_tasks(
+        dead = self._dead.get_dead_tasks(
             labourer,
             error_type=error_type,
             closed_after=closed_after,
@@ -383,6 +386,7 @@ class TaskManager:
             limit=limit,
             notification_pending=notification_pending,
         )
+        return compat.decoded_all(dead)
 
     def mark_dead_task_notified(self, task_id: str) -> None:
         """The dead-task notification of this closed task was published."""
@@ -390,4 +394,4 @@ class TaskManager:
 
     def redrive_task(self, task: dict[str, Any]) -> bool:
         """Send a dead task back to the end of its queue, with max_attempts afresh, in one transaction."""
-        return self._dead.redrive_task(task)
+        return self._dead.redrive_task(compat.stored(task))

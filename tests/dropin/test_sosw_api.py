@@ -1,0 +1,32 @@
+"""sosw's Python API, as sosw 0.7.51 users call it (the differential suite checks the same against sosw itself).
+
+Each test names the point of the drop-in issue it covers.
+"""
+
+from __future__ import annotations
+
+from tests.conftest import scan_all
+
+
+def test_payload_is_handed_out_decoded_and_stays_json_text_through_every_move(manager, config):
+    # Given a task read back through sosw's readers: its payload is a dict (point 2)
+    alpha = manager.register_labourers()[0]
+    created = manager.create_task(alpha, payload={"key": "cat.png", "n": [1, 2]})
+    (task,) = manager.get_next_for_labourer(alpha)
+    assert task["payload"]["key"] == "cat.png"
+    # When the decoded task is handed back to every move
+    invoked = manager.mark_task_invoked(alpha, task)
+    assert invoked["payload"] == {"key": "cat.png", "n": [1, 2]}
+    assert manager.move_task_to_retry_table(invoked, 0)
+    assert scan_all(config)["retry"][0]["payload"] == created["payload"]
+    manager.open_run_window()
+    waiting = manager.get_tasks_to_retry_for_labourer(alpha)
+    assert waiting[0]["payload"]["n"] == [1, 2]
+    assert manager.retry_tasks(alpha, waiting) == 1
+    assert scan_all(config)["tasks"][0]["payload"] == created["payload"]
+    manager.open_run_window()
+    assert manager.archive_task(manager.get_task_by_id(created["task_id"]), completed=False)
+    # Then the tables hold the JSON text all along, and the closed task reads back decoded
+    assert scan_all(config)["closed"][0]["payload"] == created["payload"]
+    assert manager.get_closed_task_by_id(created["task_id"])["payload"] == {"key": "cat.png", "n": [1, 2]}
+    assert manager.find_task(created["task_id"])[1]["payload"]["key"] == "cat.png"
