@@ -30,3 +30,31 @@ def test_payload_is_handed_out_decoded_and_stays_json_text_through_every_move(ma
     assert scan_all(config)["closed"][0]["payload"] == created["payload"]
     assert manager.get_closed_task_by_id(created["task_id"])["payload"] == {"key": "cat.png", "n": [1, 2]}
     assert manager.find_task(created["task_id"])[1]["payload"]["key"] == "cat.png"
+
+
+def _closed(manager, clock, labourer, *, seconds, completed):
+    """A task invoked now, closed ``seconds`` later, completed or dead (attempts 1)."""
+    task = manager.create_task(labourer, payload={})
+    manager.open_run_window()
+    manager.mark_task_invoked(labourer, task)
+    clock.advance(seconds)
+    if completed:
+        manager.mark_task_completed(task["task_id"], attempt=1)
+    manager.open_run_window()
+    assert manager.archive_task(manager.get_task_by_id(task["task_id"]), completed=completed)
+
+
+def test_average_duration_is_sosws_an_int_counting_failed_attempts_at_max_duration(make_manager, clock):
+    # Given no closed task: 0, an int (point 3)
+    manager = make_manager()
+    alpha = manager.register_labourers()[0]  # max_duration 60
+    assert manager.get_average_labourer_duration(alpha) == 0
+    # Given only a dead task of one attempt: it counts as the labourer's max_duration
+    _closed(manager, clock, alpha, seconds=5, completed=False)
+    assert manager.get_average_labourer_duration(alpha) == 60
+    # Given also a task completed in 3 s: round((3 + 60) / 2) = 32, banker's rounding as Python's round
+    _closed(manager, clock, alpha, seconds=3, completed=True)
+    average = manager.get_average_labourer_duration(alpha)
+    assert average == 32 and isinstance(average, int)
+    # Given max_closed_to_analyse_for_duration = 1: the task invoked first counts (the dead one)
+    assert make_manager(max_closed_to_analyse_for_duration=1).get_average_labourer_duration(alpha) == 60

@@ -222,7 +222,7 @@ def test_average_duration_of_recent_closed_tasks(manager, clock):
     clock.advance(12)
     manager.mark_task_completed(task["task_id"], attempt=1)
     manager.archive_task(manager.get_task_by_id(task["task_id"]))
-    assert manager.get_average_labourer_duration(alpha) == pytest.approx(12, abs=1)
+    assert manager.get_average_labourer_duration(alpha) == 12
 
 
 # ---------------------------------------------------------------- creation modes

@@ -42,6 +42,7 @@ STEPS = {
     "sosw.tasks.claims": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue"},
     "sosw.tasks.reports": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue"},
     "sosw.tasks.notices": {"sosw.tasks.context"},
+    "sosw.tasks.durations": {"sosw.tasks.context"},
     "sosw.tasks.moves": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.notices", "sosw.tasks.queue"},
     "sosw.tasks.dead": {
         "sosw.tasks.context",

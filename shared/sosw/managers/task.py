@@ -24,6 +24,7 @@ from sosw.tasks.claims import TaskClaims
 from sosw.tasks.context import TaskContext
 from sosw.tasks.creation import TaskCreation
 from sosw.tasks.dead import DeadTasks
+from sosw.tasks.durations import TaskDurations
 from sosw.tasks.model import (
     NOTIFY_PENDING,
     REDRIVE_OFFSET,
@@ -87,6 +88,7 @@ class TaskManager:
         self._reports = TaskReports(self._ctx)
         self._moves = TaskMoves(self._ctx, self._queue)
         self._dead = DeadTasks(self._ctx, self._queue, self._moves)
+        self._durations = TaskDurations(self._ctx)
 
     # ------------------------------------------------------------------ clients and config
 
@@ -153,9 +155,9 @@ class TaskManager:
         self.open_run_window()
         for labourer in self.get_labourers():
             labourer.set_custom_attribute("health", ecology.get_labourer_status(labourer))
-            labourer.set_custom_attribute("average_duration", ecology.get_labourer_average_duration(labourer))
             if not labourer.has_attr("max_duration"):
                 labourer.set_custom_attribute("max_duration", ecology.get_labourer_max_duration(labourer))
+            labourer.set_custom_attribute("average_duration", ecology.get_labourer_average_duration(labourer))
         return self.get_labourers()
 
     def open_run_window(self) -> list[Labourer]:
@@ -270,9 +272,15 @@ class TaskManager:
         """Tasks in the retry table whose delay has passed, the longest-waiting first."""
         return compat.decoded_all(self._queue.get_tasks_to_retry_for_labourer(labourer, limit))
 
-    def get_average_labourer_duration(self, labourer: Labourer) -> float | None:
-        """Average run time of the last completed tasks (``max_closed_to_analyse_for_duration``)."""
-        return self._queue.get_average_labourer_duration(labourer)
+    def get_average_labourer_duration(self, labourer: Labourer) -> int:
+        """Average duration of the last closed tasks, in seconds, as sosw computes it (0 when there is none)."""
+        return self._durations.get_average_labourer_duration(labourer, self._max_duration)
+
+    def _max_duration(self, labourer: Labourer) -> float:
+        # What a failed or timed-out attempt counts for: the labourer's setting, else the worker's Lambda Timeout.
+        if not labourer.has_attr("max_duration"):
+            labourer.set_custom_attribute("max_duration", self.ecology_client.get_labourer_max_duration(labourer))
+        return labourer.get_attr("max_duration")
 
     def find_task(self, task_id: str) -> tuple[str, dict[str, Any]]:
         """Where the task is now: ``("open" | "waiting" | "closed" | "unknown", task)``."""
