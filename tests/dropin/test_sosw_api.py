@@ -58,3 +58,21 @@ def test_average_duration_is_sosws_an_int_counting_failed_attempts_at_max_durati
     assert average == 32 and isinstance(average, int)
     # Given max_closed_to_analyse_for_duration = 1: the task invoked first counts (the dead one)
     assert make_manager(max_closed_to_analyse_for_duration=1).get_average_labourer_duration(alpha) == 60
+
+
+def test_archive_task_takes_sosws_task_id_as_well_as_the_task(manager, config):
+    # Given a completed task and a dead-to-be one (point 4)
+    alpha = manager.register_labourers()[0]
+    done, failed = (manager.create_task(alpha, payload={"n": i}) for i in range(2))
+    for task in (done, failed):
+        manager.mark_task_invoked(alpha, task)
+    manager.mark_task_completed(done["task_id"], attempt=1)
+    # When each is archived by id, as sosw's Scavenger does
+    manager.archive_task(done["task_id"])
+    manager.archive_task(failed["task_id"])
+    # Then each is closed with its status; an id that is not open moves nothing
+    closed = {t["task_id"]: t for t in scan_all(config)["closed"]}
+    assert closed[done["task_id"]]["labourer_id_task_status"] == "alpha_1"
+    assert closed[failed["task_id"]]["labourer_id_task_status"] == "alpha_0"
+    assert manager.archive_task(done["task_id"]) is False and manager.archive_task("unknown") is False
+    assert scan_all(config)["tasks"] == [] and len(scan_all(config)["closed"]) == 2

@@ -349,8 +349,16 @@ class TaskManager:
 
     # ------------------------------------------------------------------ moves between tables (sosw.tasks.moves)
 
-    def archive_task(self, task: dict[str, Any], completed: bool | None = None) -> bool:
-        """Close the task: move it to the closed table, completed or dead, in one transaction."""
+    def archive_task(self, task: dict[str, Any] | str, completed: bool | None = None) -> bool:
+        """Close the task: move it to the closed table, completed or dead, in one transaction.
+
+        ``task`` is the task as read, or (sosw's form) its id: the open task is then read first. False when
+        nothing was moved (an id that is not open, a stale or repeated archive).
+        """
+        if isinstance(task, str):
+            task = self._queue.get_task_by_id(task)
+            if not task:
+                return False
         return self._moves.archive_task(compat.stored(task), completed)
 
     def move_task_to_retry_table(self, task: dict[str, Any], wanted_delay: int) -> bool:
