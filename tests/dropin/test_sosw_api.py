@@ -76,3 +76,47 @@ def test_archive_task_takes_sosws_task_id_as_well_as_the_task(manager, config):
     assert closed[failed["task_id"]]["labourer_id_task_status"] == "alpha_0"
     assert manager.archive_task(done["task_id"]) is False and manager.archive_task("unknown") is False
     assert scan_all(config)["tasks"] == [] and len(scan_all(config)["closed"]) == 2
+
+
+def test_reports_write_sosws_result_and_stat_fields_beside_ours(manager, config):
+    # Given two invoked tasks (point 5)
+    alpha = manager.register_labourers()[0]
+    done, failed = (manager.create_task(alpha, payload={"n": i}) for i in range(2))
+    for task in (done, failed):
+        manager.mark_task_invoked(alpha, task)
+    # When one completes and the other fails, each with a result and stats
+    result = {"ok": True, "n": "12", "flag": "false", "text": "a", "obj": {"x": 1}, "ratio": 0.5}
+    assert manager.mark_task_completed(done["task_id"], result=result, stats={"rows": 5})
+    assert manager.mark_task_failed(failed["task_id"], error_type="Boom", result={"error": "Boom"}, stats={"s": 1})
+    rows = {t["task_id"]: t for t in scan_all(config)["tasks"]}
+    # Then sosw's fields are there, typed as sosw types them; ours keep the values as reported
+    completed = rows[done["task_id"]]
+    assert {k: v for k, v in completed.items() if k.startswith(("result_", "stat_"))} == {
+        "result_ok": True,
+        "result_n": 12,
+        "result_flag": False,
+        "result_text": "a",
+        "result_obj": {"x": 1},
+        "result_ratio": 0.5,
+        "stat_rows": 5,
+    }
+    assert completed["result"] == result and completed["stats"] == {"rows": 5} and "failed_attempts" not in completed
+    failure = rows[failed["task_id"]]
+    assert failure["result_error"] == "Boom" and failure["stat_s"] == 1 and failure["failed_attempts"] == 1
+    assert failure["last_error"]["type"] == "Boom"
+    # And a task that goes back to the queue for a new attempt leaves the last attempt's fields behind
+    assert manager.move_task_to_retry_table(manager.get_task_by_id(failed["task_id"]), 0)
+    manager.open_run_window()
+    assert manager.retry_tasks(alpha, manager.get_tasks_to_retry_for_labourer(alpha)) == 1
+    queued = manager.get_task_by_id(failed["task_id"])
+    assert not [k for k in queued if k.startswith(("result_", "stat_"))] and queued["failed_attempts"] == 1
+
+
+def test_a_completion_that_closes_at_once_writes_sosws_fields_in_the_closed_row(manager, config):
+    alpha = manager.register_labourers()[0]
+    task = manager.mark_task_invoked(alpha, manager.create_task(alpha, payload={"n": 1}))
+    copy = {k: task[k] for k in ("task_id", "labourer_id", "created_at", "greenfield", "attempts", "payload")}
+    assert manager.complete_and_archive_task(copy, attempt=1, result={"ok": 1}, stats={"rows": 2})
+    (closed,) = scan_all(config)["closed"]
+    assert closed["result_ok"] == 1 and closed["stat_rows"] == 2 and closed["result"] == {"ok": 1}
+    assert closed["payload"] == '{"n": 1}'

@@ -167,7 +167,7 @@ def test_results_of_an_earlier_attempt_do_not_leak_into_the_next(manager):
             lambda m, t: m.retry_task({"task_id": t["task_id"], "labourer_id": "alpha"}, "alpha", 1),
             "desired_launch_time",
         ),
-        (lambda m, t: m.archive_task("not a task"), "task"),
+        (lambda m, t: m.archive_task(42), "task"),  # a str is a task id (sosw's form)
     ],
 )
 def test_moves_with_incomplete_task_dicts_name_the_field(manager, config, call, field):

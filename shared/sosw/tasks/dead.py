@@ -14,6 +14,7 @@ from sosw.dynamo import BATCH_GET_SIZE, Expressions, batch_get, error_code, quer
 from sosw.errors import InvalidInputError
 from sosw.labourer import Labourer
 from sosw.schema import TTL_ATTRIBUTE
+from sosw.tasks import compat
 from sosw.tasks.context import TaskContext
 from sosw.tasks.model import ATTEMPT_FIELDS, NOTIFY_PENDING, REDRIVE_OFFSET
 from sosw.tasks.moves import TaskMoves
@@ -138,7 +139,7 @@ class DeadTasks:
             _(f) for f in (*ATTEMPT_FIELDS, "closed_at", "labourer_id_task_status", "result", "stats", NOTIFY_PENDING)
         }
         dropped.add(TTL_ATTRIBUTE)
-        row = {k: v for k, v in task.items() if k not in dropped}
+        row = {k: v for k, v in task.items() if k not in dropped and not compat.is_report_field(k)}
         # Attempt numbers keep growing (a late report of an old attempt can't pass for a new one); the
         # offset gives the task its max_attempts afresh.
         row[REDRIVE_OFFSET] = int(task.get(_("attempts"), 0))

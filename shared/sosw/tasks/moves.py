@@ -18,6 +18,7 @@ from sosw.dynamo import Expressions, TransactionCancelled, error_code, serialize
 from sosw.errors import InvalidInputError
 from sosw.labourer import Labourer
 from sosw.schema import TTL_ATTRIBUTE
+from sosw.tasks import compat
 from sosw.tasks.context import TaskContext
 from sosw.tasks.model import ATTEMPT_FIELDS, NOTIFY_PENDING
 from sosw.tasks.notices import DeadNotices
@@ -121,7 +122,10 @@ class TaskMoves:
             )
         greenfield = int(check_number(greenfield, _("greenfield")))
         self.queue.check_ceiling(greenfield)
-        row = {k: v for k, v in task.items() if k not in {_(f) for f in ATTEMPT_FIELDS}}
+        # sosw's report fields of the last attempt go too: they must not pass for the next attempt's
+        row = {
+            k: v for k, v in task.items() if k not in {_(f) for f in ATTEMPT_FIELDS} and not compat.is_report_field(k)
+        }
         row[_("greenfield")] = greenfield
         source = Attr(_("task_id")).exists() & Attr(_("desired_launch_time")).eq(task[_("desired_launch_time")])
         key = {_("labourer_id"): labourer_id, _("task_id"): task[_("task_id")]}

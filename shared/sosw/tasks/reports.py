@@ -17,6 +17,7 @@ from boto3.dynamodb.conditions import Attr
 from sosw.dynamo import Expressions, TransactionCancelled, json_to_dynamo, serialize_item, transact_write
 from sosw.errors import InvalidInputError
 from sosw.schema import TTL_ATTRIBUTE
+from sosw.tasks import compat
 from sosw.tasks.context import TaskContext
 from sosw.tasks.model import WORKER_EVENT_FIELDS, ReportOutcome, ReportResult
 from sosw.validation import check_attempt, check_task_id, check_task_size
@@ -51,7 +52,7 @@ class TaskReports:
             extra["result"] = result
         if stats is not None:
             extra["stats"] = stats
-        return self._report(task_id, "completed_at", attempt, extra)
+        return self._report(task_id, "completed_at", attempt, extra, compat.report_fields(result, stats))
 
     def complete_and_archive_task(
         self, task: Mapping[str, Any], *, attempt: int, result: Any = None, stats: Any = None
@@ -73,6 +74,7 @@ class TaskReports:
         extra = {k: v for k, v in (("result", result), ("stats", stats)) if v is not None}
         try:
             values = {_(k): json_to_dynamo(v) for k, v in extra.items()}
+            values.update(compat.report_fields(result, stats))  # sosw's result_<key> and stat_<key>
             serialize_item(values)
         except (TypeError, ValueError, ArithmeticError) as exc:
             raise InvalidInputError("result", f"result and stats must be JSON-serialisable: {exc!r}") from exc
@@ -154,7 +156,8 @@ class TaskReports:
             extra["result"] = result
         if stats is not None:
             extra["stats"] = stats
-        return self._report(task_id, "failed_at", attempt, extra)
+        sosw_fields = compat.report_fields(result, stats)
+        return self._report(task_id, "failed_at", attempt, extra, sosw_fields, count_failure=True)
 
     def mark_task_started(
         self, task_id: str, attempt: int, *, token: str | None = None, labourer_id: str | None = None
@@ -211,20 +214,33 @@ class TaskReports:
         self.ctx.stats["starts_accepted"] += 1
         return ReportResult(ReportOutcome.ACCEPTED, task_id)
 
-    def _report(self, task_id: str, state_field: str, attempt: int | None, extra: dict[str, Any]) -> ReportResult:
+    def _report(
+        self,
+        task_id: str,
+        state_field: str,
+        attempt: int | None,
+        extra: dict[str, Any],
+        sosw_fields: Mapping[str, Any] | None = None,
+        *,
+        count_failure: bool = False,
+    ) -> ReportResult:
+        """``sosw_fields``: sosw's ``result_<key>`` / ``stat_<key>``, written beside ours; ``count_failure``:
+        add one to sosw's ``failed_attempts``."""
         _ = self.ctx.field
         check_task_id(task_id)
         if attempt is not None:
             check_attempt(attempt)
         try:
             values = {_(k): json_to_dynamo(v) for k, v in extra.items()}
+            values.update(sosw_fields or {})
             serialize_item(values)  # numbers DynamoDB can't store (too many digits) fail here, not later
         except (TypeError, ValueError, ArithmeticError) as exc:
             raise InvalidInputError(
                 "result", f"result and stats must be JSON-serialisable numbers and text: {exc!r}"
             ) from exc
         now = self.ctx.now()
-        size = sum(len(json.dumps(v, default=str)) for v in extra.values())
+        # sosw's copies of the result and stats take room in the item too
+        size = sum(len(json.dumps(v, default=str)) for v in (*extra.values(), *(sosw_fields or {}).values()))
         headroom = self.ctx.config["task_item_headroom_bytes"]
         if size > headroom:
             raise InvalidInputError("result", f"result, stats and error take {size} bytes", limit=f"{headroom} bytes")
@@ -234,7 +250,10 @@ class TaskReports:
             condition = condition & Attr(_("attempts")).eq(attempt)
         sets = [f"{ex.name(_(state_field))} = {ex.value(round(self.ctx.clock.now(), 3))}"]
         sets += [f"{ex.name(k)} = {ex.value(v)}" for k, v in values.items()]
-        written, stored = self.ctx.update_open_task(task_id, "SET " + ", ".join(sets), condition, ex)
+        update = "SET " + ", ".join(sets)
+        if count_failure:
+            update += f" ADD {ex.name(compat.FAILED_ATTEMPTS)} {ex.value(1)}"
+        written, stored = self.ctx.update_open_task(task_id, update, condition, ex)
         if not written:
             old = stored
             outcome, reason = self._why_refused(old, state_field, attempt, now)
