@@ -5,6 +5,8 @@ Each test names the point of the drop-in issue it covers.
 
 from __future__ import annotations
 
+import json
+
 from tests.conftest import scan_all
 
 
@@ -120,3 +122,31 @@ def test_a_completion_that_closes_at_once_writes_sosws_fields_in_the_closed_row(
     (closed,) = scan_all(config)["closed"]
     assert closed["result_ok"] == 1 and closed["stat_rows"] == 2 and closed["result"] == {"ok": 1}
     assert closed["payload"] == '{"n": 1}'
+
+
+def test_clients_can_be_replaced_as_sosw_users_tests_do(manager, lambda_endpoint):
+    # Given sosw users' test idiom: replace a client with a MagicMock (point 6)
+    from unittest.mock import MagicMock
+
+    import boto3
+
+    alpha = manager.register_labourers()[0]
+    task = manager.create_task(alpha, payload={"n": 1})
+    manager.lambda_client = MagicMock()
+    manager.ecology_client = MagicMock(**{"get_labourer_status.return_value": 2})
+    # When the TaskManager invokes, registers and reads
+    manager.invoke_task(alpha, task=task)
+    manager.register_labourers()
+    # Then the replacements are the clients used
+    ((_, kwargs),) = manager.lambda_client.invoke.call_args_list
+    assert kwargs["FunctionName"] == "alpha" and json.loads(kwargs["Payload"])["task_id"] == task["task_id"]
+    manager.ecology_client.register_task_manager.assert_called_once_with(manager)
+    assert manager.get_labourer("alpha").get_attr("health") == 2
+    fake_dynamodb = MagicMock()
+    manager.dynamo_db_client = fake_dynamodb
+    assert manager.get_task_by_id("some-id") == {} and fake_dynamodb.get_item.call_args.kwargs["Key"] == {
+        "task_id": {"S": "some-id"}
+    }
+    real = boto3.client("dynamodb")
+    manager.dynamo_db_client = real
+    assert manager.dynamo_db_client is real and manager.get_task_by_id(task["task_id"])["attempts"] == 1

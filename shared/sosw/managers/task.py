@@ -104,19 +104,34 @@ class TaskManager:
     def stats(self) -> Counter[str]:
         return self._ctx.stats
 
+    # The clients are settable, as sosw's plain attributes are (its users' tests assign MagicMocks): every
+    # step reads them from the shared context, so a replaced client is the one used from then on.
+
     @property
     def dynamo_db_client(self) -> Any:
         return self._ctx.dynamodb
 
+    @dynamo_db_client.setter
+    def dynamo_db_client(self, client: Any) -> None:
+        self._ctx.dynamodb = client
+
     @property
     def lambda_client(self) -> Any:
         return self._ctx.lambda_client
+
+    @lambda_client.setter
+    def lambda_client(self, client: Any) -> None:
+        self._ctx.lambda_client = client
 
     @property
     def ecology_client(self) -> EcologyManager:
         if self._ecology_client is None:
             self._ecology_client = EcologyManager(self.config, clock=self.clock, lambda_client=self._ctx._lambda)
         return self._ecology_client
+
+    @ecology_client.setter
+    def ecology_client(self, client: EcologyManager) -> None:
+        self._ecology_client = client
 
     @property
     def tasks_table(self) -> str:
