@@ -150,3 +150,24 @@ def test_clients_can_be_replaced_as_sosw_users_tests_do(manager, lambda_endpoint
     real = boto3.client("dynamodb")
     manager.dynamo_db_client = real
     assert manager.dynamo_db_client is real and manager.get_task_by_id(task["task_id"])["attempts"] == 1
+
+
+def test_labourers_keep_custom_attributes_accept_int_ids_and_an_unknown_one_is_none(make_manager, lambda_endpoint):
+    # Given sosw's own test idioms (point 7)
+    from sosw.labourer import Labourer
+
+    custom = Labourer(id="some_lambda", arn="some_arn", some_attr="yes", max_duration=45)
+    assert custom.some_attr == "yes" and custom.get_attr("some_attr") == "yes" and custom.max_duration == 45
+    # And a Python config keyed by an int, as sosw's own test variables are
+    manager = make_manager(labourers={42: {"max_simultaneous_invocations": 1}})
+    by_int = manager.get_labourer(42)
+    assert by_int is manager.get_labourer("42") and by_int.id == "42"
+    # When its task goes through the lifecycle (sosw fails its claim: 42 != "42")
+    manager.register_labourers()
+    task = manager.create_task(by_int, payload={"n": 1})
+    assert manager.invoke_task(by_int, task=task).value == "invoked"
+    assert manager.mark_task_completed(task["task_id"], attempt=1)
+    assert manager.archive_task(task["task_id"])
+    # Then it is closed under the id as text; and an unknown labourer is None, as in sosw
+    assert manager.get_closed_task_by_id(task["task_id"])["labourer_id_task_status"] == "42_1"
+    assert manager.get_labourer("unknown") is None

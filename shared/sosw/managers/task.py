@@ -17,6 +17,7 @@ from aws_lambda_powertools import Logger
 
 from sosw.clock import Clock, SystemClock
 from sosw.config import DEFAULT_CONFIG, build_config
+from sosw.errors import UnknownLabourerError
 from sosw.labourer import Labourer
 from sosw.managers.ecology import EcologyManager
 from sosw.tasks import compat
@@ -155,9 +156,17 @@ class TaskManager:
         """Return configured Labourers (config ``labourers``: ``{name_of_lambda: {setting: value}}``)."""
         return self._ctx.get_labourers()
 
-    def get_labourer(self, labourer_id: str) -> Labourer:
-        """The configured Labourer with this id; :class:`UnknownLabourerError` if there is none."""
-        return self._ctx.get_labourer(labourer_id)
+    def get_labourer(self, labourer_id: str | int) -> Labourer | None:
+        """The configured Labourer with this id; None if there is none, as in sosw.
+
+        Every method that takes a labourer refuses None with an ``InvalidInputError`` naming ``labourer``.
+        """
+        if isinstance(labourer_id, int) and not isinstance(labourer_id, bool):
+            labourer_id = str(labourer_id)  # ids are text, as stored in the tables
+        try:
+            return self._ctx.get_labourer(labourer_id)
+        except UnknownLabourerError:
+            return None
 
     def register_labourers(self) -> list[Labourer]:
         """Sets timestamps, health status and other custom attributes on the configured Labourers.
