@@ -26,6 +26,7 @@ from sosw.labourer import Labourer
 from sosw.leases import Lease, LeaseStore
 from sosw.managers.task import InvokeResult, TaskManager
 from sosw.metrics import put_labourer_metric, put_labourer_metrics
+from sosw.processors import SoswProcessor
 
 logger = Logger(child=True)
 
@@ -55,18 +56,22 @@ class OrchestratorReport:
         return sum(run.outcomes[InvokeResult.INVOKED.value] for run in self.labourers.values())
 
 
-class Orchestrator:
-    """One scheduled run: ``Orchestrator(task_manager).run(remaining_seconds)``."""
+class Orchestrator(SoswProcessor):
+    """One scheduled run: ``Orchestrator(task_manager).run(remaining_seconds)``.
+
+    Or sosw's way (``sosw.processors``): ``Orchestrator(custom_config)``, then ``orchestrator(event)``.
+    """
 
     def __init__(
         self,
-        task_manager: TaskManager,
+        task_manager: TaskManager | Mapping[str, Any] | None = None,
         *,
         max_workers: int | None = None,
         owner: str | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        **kwargs: Any,
     ) -> None:
-        self.tm = task_manager
+        self.tm = task_manager = self._task_manager_of(task_manager, kwargs)
         config = task_manager.config
         self.max_workers = self._max_workers(max_workers or config.get("orchestrator_max_workers", 16))
         self.safety_seconds = float(config.get("orchestrator_safety_seconds", 5))

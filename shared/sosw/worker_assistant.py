@@ -16,13 +16,18 @@ from typing import Any
 
 from sosw.errors import InvalidInputError
 from sosw.managers.task import ReportResult, TaskManager
+from sosw.processors import SoswWorkerAssistant
 
 ACTIONS = ("mark_task_as_completed", "mark_task_as_failed", "start_task")
 
 
-class WorkerAssistant:
-    def __init__(self, task_manager: TaskManager) -> None:
-        self.tm = task_manager
+class WorkerAssistant(SoswWorkerAssistant):
+    """``WorkerAssistant(task_manager).handle(event)``; or sosw's way (``sosw.processors``):
+    ``WorkerAssistant(custom_config)``, then ``assistant(event)`` or ``assistant.mark_task_as_completed(task_id)``.
+    """
+
+    def __init__(self, task_manager: TaskManager | Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+        self.tm = self._task_manager_of(task_manager, kwargs)
 
     def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """Apply one report; returns ``{"task_id", "outcome", "reason"}``. Bad events raise InvalidInputError."""

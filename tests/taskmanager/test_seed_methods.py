@@ -43,8 +43,9 @@ def test_get_labourers_applies_global_and_per_labourer_settings():
     a, b = manager.get_labourers()
     assert (a.id, a.max_attempts, a.max_simultaneous_invocations) == ("a", 4, 1)
     assert b.max_attempts == 5
-    with pytest.raises(UnknownLabourerError, match="'zeta'"):
-        manager.get_labourer("zeta")
+    assert manager.get_labourer("zeta") is None  # as sosw's
+    with pytest.raises(UnknownLabourerError, match="'zeta'"):  # where one is used
+        manager.create_task(Labourer(id="zeta"), payload={})
 
 
 def test_register_labourers_sets_the_windows_and_hands_itself_to_ecology(manager, clock):
