@@ -80,3 +80,26 @@ def test_get_lambda_handler_builds_the_processor_once_and_honours_a_patched_get_
     # Then one processor served both, on the patched config
     assert global_vars.processor is processor and processor.tm.tasks_table == config["dynamo_db_config"]["table_name"]
     assert [i.event["task_id"] for i in lambda_endpoint.invocations] == [task["task_id"]]
+
+
+def test_a_processors_config_is_the_stacks_ssm_config_under_its_custom_config(monkeypatch):
+    # Given the stack's config in its SSM parameter, and a sosw Lambda's partial custom_config
+    import json
+
+    import boto3
+    from moto import mock_aws
+
+    with mock_aws():
+        stack_config = {"labourers": {"alpha": {"max_attempts": 4}}, "greenfield_task_step": 500}
+        boto3.client("ssm").put_parameter(Name="/sosw/t/config", Type="String", Value=json.dumps(stack_config))
+        monkeypatch.setenv("SOSW_CONFIG_PARAMETER", "/sosw/t/config")
+        # When the Orchestrator is built sosw's way
+        orchestrator = Orchestrator(custom_config={"task_config": {"greenfield_task_step": 100}})
+    # Then its TaskManager has the stack's labourers, with the custom value winning
+    tm = orchestrator.task_client
+    assert tm.get_labourer("alpha").max_attempts == 4 and tm.config["greenfield_task_step"] == 100
+    # And sosw's counters are there, its TaskManager's included
+    tm.stats["invoked_tasks"] += 1
+    assert orchestrator.get_stats() == {"invoked_tasks": 1} and orchestrator.get_stats(recursive=False) == {}
+    orchestrator.reset_stats()
+    assert orchestrator.get_stats() == {}
