@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from unittest.mock import patch
+import json
+from unittest.mock import MagicMock, patch
 
+import boto3
 import pytest
+from moto import mock_aws
 
 from sosw.app import LambdaGlobals, get_lambda_handler
 from sosw.managers.task import TaskManager
@@ -53,8 +56,6 @@ def test_the_worker_assistant_takes_sosws_events(config):
 
 
 def test_clients_of_the_processors_can_be_replaced(config):
-    from unittest.mock import MagicMock
-
     scavenger = Scavenger({"task_config": config})
     scavenger.task_client = MagicMock(**{"open_run_window.return_value": []})
     scavenger.sns_client = sns = MagicMock()
@@ -84,11 +85,6 @@ def test_get_lambda_handler_builds_the_processor_once_and_honours_a_patched_get_
 
 def test_a_processors_config_is_the_stacks_ssm_config_under_its_custom_config(monkeypatch):
     # Given the stack's config in its SSM parameter, and a sosw Lambda's partial custom_config
-    import json
-
-    import boto3
-    from moto import mock_aws
-
     with mock_aws():
         stack_config = {"labourers": {"alpha": {"max_attempts": 4}}, "greenfield_task_step": 500}
         boto3.client("ssm").put_parameter(Name="/sosw/t/config", Type="String", Value=json.dumps(stack_config))

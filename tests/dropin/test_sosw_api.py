@@ -6,7 +6,11 @@ Each test names the point of the drop-in issue it covers.
 from __future__ import annotations
 
 import json
+from unittest.mock import MagicMock
 
+import boto3
+
+from sosw.labourer import Labourer
 from tests.conftest import scan_all
 
 
@@ -126,10 +130,6 @@ def test_a_completion_that_closes_at_once_writes_sosws_fields_in_the_closed_row(
 
 def test_clients_can_be_replaced_as_sosw_users_tests_do(manager, lambda_endpoint):
     # Given sosw users' test idiom: replace a client with a MagicMock (point 6)
-    from unittest.mock import MagicMock
-
-    import boto3
-
     alpha = manager.register_labourers()[0]
     task = manager.create_task(alpha, payload={"n": 1})
     manager.lambda_client = MagicMock()
@@ -154,8 +154,6 @@ def test_clients_can_be_replaced_as_sosw_users_tests_do(manager, lambda_endpoint
 
 def test_labourers_keep_custom_attributes_accept_int_ids_and_an_unknown_one_is_none(make_manager, lambda_endpoint):
     # Given sosw's own test idioms (point 7)
-    from sosw.labourer import Labourer
-
     custom = Labourer(id="some_lambda", arn="some_arn", some_attr="yes", max_duration=45)
     assert custom.some_attr == "yes" and custom.get_attr("some_attr") == "yes" and custom.max_duration == 45
     # And a Python config keyed by an int, as sosw's own test variables are
