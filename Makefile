@@ -21,8 +21,18 @@ $(DDB_DIR)/emulator/DynamoDBLocal.jar:
 
 dynamodb-local: $(DDB_DIR)/emulator/DynamoDBLocal.jar
 
-## test: lint, then every test (unit on moto, integration on DynamoDB Local started by the tests)
-test: venv dynamodb-local
+# sosw 0.7.51 from PyPI in its own virtualenv: the other side of `make bench` and of the drop-in differential suite
+BENCH_SOSW_VENV := .cache/bench-sosw-venv
+
+$(BENCH_SOSW_VENV)/.installed:
+	$(PYTHON) -m venv $(BENCH_SOSW_VENV)
+	$(BENCH_SOSW_VENV)/bin/pip install --quiet --upgrade pip
+	$(BENCH_SOSW_VENV)/bin/pip install --quiet 'sosw==0.7.51' boto3
+	touch $@
+
+## test: lint, then every test (unit on moto, integration on DynamoDB Local started by the tests, the drop-in
+## differential suite against sosw 0.7.51 in its own virtualenv)
+test: venv dynamodb-local $(BENCH_SOSW_VENV)/.installed
 	$(VENV)/bin/ruff check .
 	SOSW_SCALE=$(SCALE) $(PY) -m pytest
 
@@ -38,14 +48,6 @@ reliability: venv dynamodb-local
 ## bench: this stack against sosw 0.7.51 (PyPI, in its own virtualenv) on one DynamoDB Local, about 16 min on
 ## 2 cores; writes bench/results.json, bench/results.md and bench/results.png. BENCH_SCALE=0.1 for a quick run
 ## (bench/README.md)
-BENCH_SOSW_VENV := .cache/bench-sosw-venv
-
-$(BENCH_SOSW_VENV)/.installed:
-	$(PYTHON) -m venv $(BENCH_SOSW_VENV)
-	$(BENCH_SOSW_VENV)/bin/pip install --quiet --upgrade pip
-	$(BENCH_SOSW_VENV)/bin/pip install --quiet 'sosw==0.7.51' boto3
-	touch $@
-
 # matplotlib, for the chart (bench/results.png): only in the `bench` extras
 $(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet -e '.[dev,bench]'

@@ -193,13 +193,24 @@ class ControlFunctions(Construct):
             ["dynamodb:ConditionCheckItem", "dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:Query"],
             [t.table_arn("retry"), t.index_arn("retry")],
         )
+        # Pending dead-task notifications: rows read whole by key (sosw's index projects none of our fields),
+        # their flag cleared once published; the markers that find them live in the leases table.
         f.allow(
             "ClosedTasks",
-            ["dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem"],
+            [
+                "dynamodb:BatchGetItem",
+                "dynamodb:ConditionCheckItem",
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+            ],
             [t.table_arn("closed")],
         )
         f.allow("SlotCounters", ["dynamodb:UpdateItem"], [t.table_arn("leases")])
         f.allow("WakeDispatch", ["lambda:InvokeFunction"], [self.function_arn("orchestrator")])
+        f.allow(
+            "DeadTaskNotices", ["dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:Scan"], [t.table_arn("leases")]
+        )
         f.allow("PublishDeadTasks", ["sns:Publish"], [self.messaging.dead_tasks.topic_arn])
         # Publishing to a topic encrypted with a customer key needs the key too (SNS encrypts on our behalf).
         f.allow("EncryptDeadTasks", ["kms:Decrypt", "kms:GenerateDataKey"], [self.messaging.key.key_arn])

@@ -236,8 +236,16 @@ def _read_payloads(path: Path) -> list[dict[str, Any]]:
     return payloads
 
 
+def _labourer(tm: Any, labourer_id: str) -> Any:
+    labourer = tm.get_labourer(labourer_id)
+    if labourer is None:
+        known = sorted(lab.id for lab in tm.get_labourers())
+        raise CliError(f"unknown labourer {labourer_id!r}; configured labourers: {known}", 2)
+    return labourer
+
+
 def _create(tm: Any, args: argparse.Namespace) -> int:
-    labourer = tm.get_labourer(args.labourer)
+    labourer = _labourer(tm, args.labourer)
     if args.file:
         if args.task_id or args.priority or args.delay is not None:
             raise CliError("--task-id, --priority and --delay create one task: use --payload", 2)
@@ -336,7 +344,7 @@ def _prioritise(tm: Any, args: argparse.Namespace) -> int:
 
 
 def _dead_tasks(tm: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
-    labourers = [tm.get_labourer(args.labourer)] if args.labourer else tm.get_labourers()
+    labourers = [_labourer(tm, args.labourer)] if args.labourer else tm.get_labourers()
     since = time.time() - args.since if args.since is not None else None
     tasks: list[dict[str, Any]] = []
     for labourer in labourers:

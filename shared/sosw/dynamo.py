@@ -137,12 +137,18 @@ def query(
     ascending: bool = True,
     limit: int | None = None,
     consistent: bool = False,
+    page_size: int | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Yield the items of a Query, page after page, stopping after ``limit`` items."""
+    """Yield the items of a Query, page after page, stopping after ``limit`` items.
+
+    ``page_size`` bounds the items each request reads, for a caller that consumes the items lazily.
+    """
     kwargs = _query_request(table, key_condition, index, filter_condition, ScanIndexForward=ascending)
     if consistent:
         kwargs["ConsistentRead"] = True
-    if limit is not None and filter_condition is None:
+    if page_size is not None:
+        kwargs["Limit"] = page_size
+    elif limit is not None and filter_condition is None:
         kwargs["Limit"] = limit  # with a filter, Limit counts items read, not returned
     produced = 0
     for page in client.get_paginator("query").paginate(**kwargs):
@@ -284,3 +290,53 @@ def batch_write(
     if chunk:
         flush()
     return requests
+
+
+#: DynamoDB's limit of keys in one BatchGetItem.
+BATCH_GET_SIZE = 100
+
+
+def batch_get(
+    client: DynamoDBClient,
+    table: str,
+    keys: Iterable[Mapping[str, Any]],
+    *,
+    consistent: bool = False,
+    attempts: int = 8,
+    base: float = 0.05,
+    cap: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[dict[str, Any]]:
+    """Read items by key with BatchGetItem, ``BATCH_GET_SIZE`` keys a request; keys without an item are left out.
+
+    The items come back in no particular order. UnprocessedKeys are asked for again with backoff and full
+    jitter, a bounded number of times.
+    """
+    items: list[dict[str, Any]] = []
+    chunk: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        request: dict[str, Any] = {"Keys": [serialize_item(k) for k in chunk]}
+        if consistent:
+            request["ConsistentRead"] = True
+        pending: dict[str, Any] = {table: request}
+        delays = backoff_delays(attempts, base, cap)
+        while pending:
+            response = client.batch_get_item(RequestItems=pending)
+            items.extend(deserialize_item(i) for i in response.get("Responses", {}).get(table, []))
+            pending = response.get("UnprocessedKeys") or {}
+            if pending:
+                delay = next(delays, None)
+                if delay is None:
+                    left = len(pending.get(table, {}).get("Keys", []))
+                    raise RuntimeError(f"BatchGetItem left {left} key(s) unprocessed after {attempts} tries")
+                sleep(delay)
+        chunk.clear()
+
+    for key in keys:
+        chunk.append(dict(key))
+        if len(chunk) == BATCH_GET_SIZE:
+            flush()
+    if chunk:
+        flush()
+    return items

@@ -9,6 +9,7 @@ so code that forgot to register fails loudly instead of using a stale window.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from sosw.errors import ConfigError
@@ -68,14 +69,20 @@ def _require_number(key: str, value: Any, minimum: float, *, strict: bool) -> fl
 
 
 class Labourer:
-    """A worker type. ``Labourer(id="resize_images", max_simultaneous_invocations=10)``."""
+    """A worker type. ``Labourer(id="resize_images", max_simultaneous_invocations=10)``.
 
-    def __init__(self, id: str, arn: str | None = None, **settings: Any) -> None:
+    The settings of DOMAIN.md are validated (a bad value is a ``ConfigError`` naming it). As in sosw, any
+    other keyword is kept as a custom attribute (``Labourer(id="x", arn="y", some_attr="yes").some_attr``):
+    the TaskManager config goes through :meth:`from_config`, where an unknown setting is a typo and refused.
+    An id given as an int (a Python config keyed by numbers) becomes its text, as it is stored in the tables.
+    """
+
+    def __init__(self, id: str | int, arn: str | None = None, **settings: Any) -> None:
+        if isinstance(id, int) and not isinstance(id, bool):
+            id = str(id)
         if not isinstance(id, str) or not _ID_RE.fullmatch(id):
             raise ConfigError(f"labourer id: expected 1-64 letters, digits, '-' or '_', got {id!r}")
-        unknown = sorted(set(settings) - set(SETTINGS))
-        if unknown:
-            raise ConfigError(f"labourer {id!r}: unknown setting(s) {unknown}; known settings: {sorted(SETTINGS)}")
+        extra = {k: settings.pop(k) for k in list(settings) if k not in SETTINGS}
         self.id = id
         values = {**SETTINGS, **settings, "arn": arn}
         self.arn = self._check_arn(values["arn"] if values["arn"] is not None else id)
@@ -100,6 +107,22 @@ class Labourer:
             self._custom["max_attempts"] = _require_int(f"{id}.max_attempts", values["max_attempts"], 1)
         if values["max_duration"] is not None:
             self._custom["max_duration"] = _require_number(f"{id}.max_duration", values["max_duration"], 0, strict=True)
+        # sosw's custom attributes: registration-time names are set as registration sets them, the rest kept apart
+        self._extra = {k: v for k, v in extra.items() if k not in CUSTOM_ATTRIBUTES}
+        self._custom.update({k: v for k, v in extra.items() if k in CUSTOM_ATTRIBUTES})
+
+    @classmethod
+    def from_config(cls, id: str | int, settings: Mapping[str, Any] | None) -> Labourer:
+        """A labourer of the TaskManager config (``labourers: {id: settings}``): only known settings.
+
+        A key that is not a setting is a typo here, refused with a ``ConfigError`` naming it (sosw refuses
+        such keys too, at registration, with a ValueError).
+        """
+        settings = dict(settings or {})
+        unknown = sorted(set(settings) - set(SETTINGS))
+        if unknown:
+            raise ConfigError(f"labourer {id!r}: unknown setting(s) {unknown}; known settings: {sorted(SETTINGS)}")
+        return cls(id=id, **settings)
 
     def _optional_int(self, key: str, values: dict[str, Any], minimum: int) -> int | None:
         value = values[key]
@@ -118,22 +141,25 @@ class Labourer:
         self._custom[name] = value
 
     def get_attr(self, name: str) -> Any:
-        """A run-time attribute; ``AttributeError`` if registration has not set it."""
-        try:
+        """A run-time (or custom) attribute; ``AttributeError`` if registration has not set it."""
+        if name in self._custom:
             return self._custom[name]
-        except KeyError:
-            raise AttributeError(
-                f"Labourer {self.id!r} has no attribute {name!r} yet: call TaskManager.register_labourers()"
-            ) from None
+        if name in self._extra:
+            return self._extra[name]
+        raise AttributeError(
+            f"Labourer {self.id!r} has no attribute {name!r} yet: call TaskManager.register_labourers()"
+        )
 
     def has_attr(self, name: str) -> bool:
         return name in self._custom
 
     def __getattr__(self, name: str) -> Any:
-        # Registered attributes read like plain ones (labourer.start), as in sosw.
-        if name.startswith("_") or name not in CUSTOM_ATTRIBUTES:
+        # Registered and custom attributes read like plain ones (labourer.start, labourer.some_attr), as in sosw.
+        if name.startswith("_"):
             raise AttributeError(name)
-        return self.get_attr(name)
+        if name in CUSTOM_ATTRIBUTES or name in self._custom or name in self._extra:
+            return self.get_attr(name)
+        raise AttributeError(f"Labourer {self.id!r} has no attribute {name!r}")
 
     def __repr__(self) -> str:
         return f"Labourer(id={self.id!r}, arn={self.arn!r})"

@@ -25,6 +25,7 @@ from sosw.labourer import Labourer
 from sosw.leases import LEASE_SECONDS, Lease, LeaseStore
 from sosw.managers.task import InvokeResult, TaskManager
 from sosw.metrics import put_labourer_metrics
+from sosw.processors import SoswProcessor
 
 logger = Logger(child=True)
 
@@ -75,18 +76,22 @@ class _Follow:
         return self.next_due is not None and self.next_due != math.inf
 
 
-class Orchestrator:
-    """One scheduled run: ``Orchestrator(task_manager).run(remaining_seconds)``."""
+class Orchestrator(SoswProcessor):
+    """One scheduled run: ``Orchestrator(task_manager).run(remaining_seconds)``.
+
+    Or sosw's way (``sosw.processors``): ``Orchestrator(custom_config)``, then ``orchestrator(event)``.
+    """
 
     def __init__(
         self,
-        task_manager: TaskManager,
+        task_manager: TaskManager | Mapping[str, Any] | None = None,
         *,
         max_workers: int | None = None,
         owner: str | None = None,
         monotonic: Callable[[], float] = time.monotonic,
+        **kwargs: Any,
     ) -> None:
-        self.tm = task_manager
+        self.tm = task_manager = self._task_manager_of(task_manager, kwargs)
         config = task_manager.config
         self.max_workers = self._max_workers(max_workers or config.get("orchestrator_max_workers", 16))
         self.safety_seconds = float(config.get("orchestrator_safety_seconds", 5))

@@ -10,8 +10,9 @@ running at once (or a repeated run after a crash) can't move a task twice.
 from __future__ import annotations
 
 import json
+import os
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,7 @@ from aws_lambda_powertools import Logger
 from sosw.labourer import Labourer
 from sosw.managers.task import TaskManager
 from sosw.metrics import put_labourer_metrics
+from sosw.processors import SoswProcessor
 from sosw.retry import retry_delay
 from sosw.tasks.model import NOTIFY_PENDING, REDRIVE_OFFSET
 
@@ -41,11 +43,25 @@ class ScavengerReport:
         return [lab for lab, c in self.labourers.items() if c["requeued"] or c["retried"]]
 
 
-class Scavenger:
-    """One scheduled run: ``Scavenger(task_manager, sns_client=..., topic_arn=...).run()``."""
+class Scavenger(SoswProcessor):
+    """One scheduled run: ``Scavenger(task_manager, sns_client=..., topic_arn=...).run()``.
 
-    def __init__(self, task_manager: TaskManager, *, sns_client: Any = None, topic_arn: str | None = None) -> None:
-        self.tm = task_manager
+    Or sosw's way (``sosw.processors``): ``Scavenger(custom_config)``, then ``scavenger(event)``; the topic is
+    ``custom_config["sns_config"]["recipient"]`` (sosw's SnsManager setting) or ``SOSW_DEAD_LETTER_TOPIC_ARN``.
+    """
+
+    def __init__(
+        self,
+        task_manager: TaskManager | Mapping[str, Any] | None = None,
+        *,
+        sns_client: Any = None,
+        topic_arn: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        self.tm = self._task_manager_of(task_manager, kwargs)
+        if topic_arn is None and not isinstance(task_manager, TaskManager):
+            recipient = (self.config.get("sns_config") or {}).get("recipient")
+            topic_arn = recipient or os.environ.get("SOSW_DEAD_LETTER_TOPIC_ARN")
         self.topic_arn = topic_arn
         self._sns = sns_client
         self._remaining: Callable[[], float] | None = None
@@ -57,6 +73,10 @@ class Scavenger:
 
             self._sns = boto3.client("sns")
         return self._sns
+
+    @sns_client.setter
+    def sns_client(self, client: Any) -> None:
+        self._sns = client
 
     def run(
         self, remaining_seconds: Callable[[], float] | None = None, *, labourer_ids: Iterable[str] | None = None
@@ -144,11 +164,11 @@ class Scavenger:
         counts["notified"] += 1
 
     def _publish_pending(self, labourer: Labourer, counts: Counter[str]) -> None:
-        """Notifications left pending by a crash or an SNS error, from the last day's dead tasks."""
+        """Notifications left pending by a crash or an SNS error (found from their markers: no dead task is read
+        to find them, so this costs the same however many have piled up)."""
         if not self.topic_arn:
             return
-        since = self.tm.clock.now() - 86_400
-        for task in self.tm.get_dead_tasks(labourer, closed_after=since, notification_pending=True, limit=25):
+        for task in self.tm.get_dead_tasks(labourer, notification_pending=True, limit=25):
             if not self._time_left():
                 return
             # The index may lag: publish only if the row itself (read consistently) is still pending.

@@ -17,17 +17,27 @@ from typing import Any
 from sosw.dispatch import Waker
 from sosw.errors import InvalidInputError
 from sosw.managers.task import ReportResult, TaskManager
+from sosw.processors import SoswWorkerAssistant
 
 ACTIONS = ("mark_task_as_completed", "mark_task_as_failed", "start_task")
 
 
-class WorkerAssistant:
-    """Applies reports; after one is written, wakes dispatch (see :mod:`sosw.dispatch`) when it may be needed."""
+class WorkerAssistant(SoswWorkerAssistant):
+    """``WorkerAssistant(task_manager).handle(event)``; or sosw's way (``sosw.processors``):
+    ``WorkerAssistant(custom_config)``, then ``assistant(event)`` or ``assistant.mark_task_as_completed(task_id)``.
+
+    After a report is written it wakes dispatch (see :mod:`sosw.dispatch`) when that may be needed.
+    """
 
     def __init__(
-        self, task_manager: TaskManager, *, orchestrator: Waker | None = None, scavenger: Waker | None = None
+        self,
+        task_manager: TaskManager | Mapping[str, Any] | None = None,
+        *,
+        orchestrator: Waker | None = None,
+        scavenger: Waker | None = None,
+        **kwargs: Any,
     ) -> None:
-        self.tm = task_manager
+        self.tm = self._task_manager_of(task_manager, kwargs)
         self.orchestrator = orchestrator
         self.scavenger = scavenger
 

@@ -173,7 +173,13 @@ def test_scavenger_moves_tasks_and_publishes_dead_ones_and_wakes_only_the_orches
             ],
         },
         "ClosedTasks": {
-            "Action": ["dynamodb:ConditionCheckItem", "dynamodb:GetItem", "dynamodb:PutItem"],
+            "Action": [
+                "dynamodb:BatchGetItem",
+                "dynamodb:ConditionCheckItem",
+                "dynamodb:GetItem",
+                "dynamodb:PutItem",
+                "dynamodb:UpdateItem",
+            ],
             "Resource": [dev.table_arn("dev_sosw_closed_tasks")],
         },
         "SlotCounters": {
@@ -181,6 +187,10 @@ def test_scavenger_moves_tasks_and_publishes_dead_ones_and_wakes_only_the_orches
             "Resource": [dev.table_arn("dev_sosw_orchestrator_leases")],
         },
         "WakeDispatch": {"Action": ["lambda:InvokeFunction"], "Resource": [_named_function("dev_sosw_orchestrator")]},
+        "DeadTaskNotices": {
+            "Action": ["dynamodb:DeleteItem", "dynamodb:PutItem", "dynamodb:Scan"],
+            "Resource": [dev.table_arn("dev_sosw_orchestrator_leases")],
+        },
         "PublishDeadTasks": {"Action": ["sns:Publish"], "Resource": [_dead_topic(dev)]},
         "EncryptDeadTasks": {"Action": ["kms:Decrypt", "kms:GenerateDataKey"], "Resource": [_messaging_key(dev)]},
         "ReadWorkerTimeouts": {

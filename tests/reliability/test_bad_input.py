@@ -64,7 +64,13 @@ CASES: list[tuple[str, Callable[[TaskManager, dict[str, Any]], Any], str]] = [
     ("result with a huge number", lambda tm, t: tm.mark_task_failed(t["task_id"], result={"n": 10**40}), "result"),
     ("negative cap", lambda tm, t: Labourer(id="x", max_simultaneous_invocations=-1), "max_simultaneous_invocations"),
     ("malformed ARN", lambda tm, t: Labourer(id="x", arn="arn:aws:s3:::bucket"), "arn"),
-    ("unknown labourer setting", lambda tm, t: Labourer(id="x", max_atempts=3), "unknown setting"),
+    ("unknown labourer setting", lambda tm, t: Labourer.from_config("x", {"max_atempts": 3}), "unknown setting"),
+    (
+        "unknown setting in the config",
+        lambda tm, t: TaskManager({"labourers": {"x": {"max_atempts": 3}}}).get_labourers(),
+        "max_atempts",
+    ),
+    ("unknown labourer looked up", lambda tm, t: tm.create_task(tm.get_labourer("ghost"), payload={}), "labourer"),
     ("negative step in config", lambda tm, t: TaskManager({"greenfield_task_step": -1}), "greenfield_task_step"),
     (
         "assistant: unknown action",

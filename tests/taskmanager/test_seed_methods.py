@@ -43,8 +43,9 @@ def test_get_labourers_applies_global_and_per_labourer_settings():
     a, b = manager.get_labourers()
     assert (a.id, a.max_attempts, a.max_simultaneous_invocations) == ("a", 4, 1)
     assert b.max_attempts == 5
-    with pytest.raises(UnknownLabourerError, match="'zeta'"):
-        manager.get_labourer("zeta")
+    assert manager.get_labourer("zeta") is None  # as sosw's
+    with pytest.raises(UnknownLabourerError, match="'zeta'"):  # where one is used
+        manager.create_task(Labourer(id="zeta"), payload={})
 
 
 def test_register_labourers_sets_the_windows_and_hands_itself_to_ecology(manager, clock):
@@ -80,8 +81,10 @@ def test_create_task_puts_it_at_the_end_of_the_queue(manager, config):
     second = manager.create_task(alpha, n=2)
     assert first["greenfield"] == 1000 and second["greenfield"] == 2000
     assert first["attempts"] == 0 and first["labourer_id"] == "alpha"
-    assert manager.get_task_by_id(second["task_id"])["payload"] == '{"n": 2}'
-    assert len(scan_all(config)["tasks"]) == 2
+    # stored as JSON text, as sosw stores it; read back decoded, as sosw's readers return it
+    assert second["payload"] == '{"n": 2}' and manager.get_task_by_id(second["task_id"])["payload"] == {"n": 2}
+    assert manager.get_next_for_labourer(alpha)[0]["payload"] == {"n": 1}
+    assert sorted(t["payload"] for t in scan_all(config)["tasks"]) == ['{"n": 1}', '{"n": 2}']
 
 
 def test_create_task_strict_refuses_generated_fields_and_writes_nothing(manager, config):
@@ -148,7 +151,7 @@ def test_oversized_task_error_names_the_limit(manager):
 def test_get_task_by_id(manager):
     alpha = registered(manager)
     task = manager.create_task(alpha, payload={"a": 1})
-    assert manager.get_task_by_id(task["task_id"]) == task
+    assert manager.get_task_by_id(task["task_id"]) == {**task, "payload": {"a": 1}}  # decoded, as sosw's
     assert manager.get_task_by_id("missing") == {}
 
 
@@ -196,7 +199,7 @@ def test_mark_task_invoked_refuses_a_task_of_another_labourer(manager, config):
     forged = {**task, "labourer_id": "beta"}  # a dict forged for another labourer
     with pytest.raises(InvalidInputError, match="belongs to 'alpha'"):
         manager.mark_task_invoked(beta, forged)
-    assert manager.get_task_by_id(task["task_id"]) == task
+    assert manager.get_task_by_id(task["task_id"]) == {**task, "payload": {}}
 
 
 def test_is_valid_task(manager):

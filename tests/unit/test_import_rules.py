@@ -36,13 +36,36 @@ BASE = {
 STEPS = {
     "sosw.tasks.model": set(),
     "sosw.tasks.context": set(),
+    "sosw.tasks.compat": set(),
     "sosw.tasks.queue": {"sosw.tasks.context", "sosw.tasks.model"},
     "sosw.tasks.slots": {"sosw.tasks.context"},
     "sosw.tasks.creation": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue"},
     "sosw.tasks.claims": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue", "sosw.tasks.slots"},
-    "sosw.tasks.reports": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue", "sosw.tasks.slots"},
-    "sosw.tasks.moves": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue", "sosw.tasks.slots"},
-    "sosw.tasks.dead": {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue", "sosw.tasks.moves"},
+    "sosw.tasks.reports": {
+        "sosw.tasks.compat",
+        "sosw.tasks.context",
+        "sosw.tasks.model",
+        "sosw.tasks.queue",
+        "sosw.tasks.slots",
+    },
+    "sosw.tasks.notices": {"sosw.tasks.context"},
+    "sosw.tasks.durations": {"sosw.tasks.context"},
+    "sosw.tasks.moves": {
+        "sosw.tasks.compat",
+        "sosw.tasks.context",
+        "sosw.tasks.model",
+        "sosw.tasks.notices",
+        "sosw.tasks.queue",
+        "sosw.tasks.slots",
+    },
+    "sosw.tasks.dead": {
+        "sosw.tasks.compat",
+        "sosw.tasks.context",
+        "sosw.tasks.model",
+        "sosw.tasks.notices",
+        "sosw.tasks.queue",
+        "sosw.tasks.moves",
+    },
 }
 TOOLS = ("sosw.cli", "sosw.console", "sosw.local")
 

@@ -39,13 +39,17 @@ def test_registered_attributes_fail_loudly_before_registration():
         ({"id": "a", "retry_policy": "random"}, "a.retry_policy"),
         ({"id": "a", "retry_base": 100, "retry_cap": 10}, "a.retry_cap"),
         ({"id": "a", "never_retry_errors": "ValueError"}, "a.never_retry_errors"),
-        ({"id": "a", "max_atempts": 3}, "unknown setting"),
         ({"id": "a", "duration": "900"}, "a.duration"),
     ],
 )
 def test_bad_labourer_settings_name_the_key(kwargs, message):
     with pytest.raises(ConfigError, match=message):
         Labourer(**kwargs)
+
+
+def test_a_typo_in_a_configured_labourer_is_refused_naming_it():
+    with pytest.raises(ConfigError, match=r"unknown setting.*max_atempts"):
+        Labourer.from_config("a", {"max_atempts": 3})
 
 
 def test_full_lambda_arn_is_accepted():

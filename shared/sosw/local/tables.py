@@ -8,10 +8,15 @@ from typing import Any
 from sosw.schema import table_schemas
 
 
-def create_tables(client: Any, custom_config: Mapping[str, Any] | None = None) -> list[str]:
-    """Create the tables named by ``custom_config`` and wait until they are active."""
+def create_tables(
+    client: Any, custom_config: Mapping[str, Any] | None = None, *, sosw_definitions: bool = False
+) -> list[str]:
+    """Create the tables named by ``custom_config`` and wait until they are active.
+
+    ``sosw_definitions=True``: the tasks, retry and closed tables as sosw creates them (``sosw.schema``).
+    """
     names = []
-    for schema in table_schemas(custom_config).values():
+    for schema in table_schemas(custom_config, sosw_definitions=sosw_definitions).values():
         client.create_table(**schema.create_table_kwargs())
         names.append(schema.name)
     waiter = client.get_waiter("table_exists")

@@ -39,7 +39,7 @@ class TaskCounts(Protocol):
 
     def get_count_of_running_tasks_for_labourer(self, labourer: Labourer) -> int: ...
 
-    def get_average_labourer_duration(self, labourer: Labourer) -> float | None: ...
+    def get_average_labourer_duration(self, labourer: Labourer) -> int: ...
 
 
 class EcologyManager:
@@ -147,9 +147,10 @@ class EcologyManager:
             raise RuntimeError("EcologyManager has no TaskManager: call register_task_manager() first")
         return self.task_client.get_count_of_running_tasks_for_labourer(labourer)
 
-    def get_labourer_average_duration(self, labourer: Labourer) -> float | None:
+    def get_labourer_average_duration(self, labourer: Labourer) -> int:
+        """Average duration of the labourer's last closed tasks (sosw's; 0 without a TaskManager or tasks)."""
         if self.task_client is None:
-            return None
+            return 0
         return self.task_client.get_average_labourer_duration(labourer)
 
     def get_labourer_max_duration(self, labourer: Labourer) -> int:

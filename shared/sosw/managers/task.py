@@ -17,12 +17,15 @@ from aws_lambda_powertools import Logger
 
 from sosw.clock import Clock, SystemClock
 from sosw.config import DEFAULT_CONFIG, build_config
+from sosw.errors import UnknownLabourerError
 from sosw.labourer import Labourer
 from sosw.managers.ecology import EcologyManager
+from sosw.tasks import compat
 from sosw.tasks.claims import TaskClaims
 from sosw.tasks.context import TaskContext
 from sosw.tasks.creation import TaskCreation
 from sosw.tasks.dead import DeadTasks
+from sosw.tasks.durations import TaskDurations
 from sosw.tasks.model import (
     NOTIFY_PENDING,
     REDRIVE_OFFSET,
@@ -86,6 +89,7 @@ class TaskManager:
         self._reports = TaskReports(self._ctx)
         self._moves = TaskMoves(self._ctx, self._queue)
         self._dead = DeadTasks(self._ctx, self._queue, self._moves)
+        self._durations = TaskDurations(self._ctx)
 
     # ------------------------------------------------------------------ clients and config
 
@@ -101,19 +105,34 @@ class TaskManager:
     def stats(self) -> Counter[str]:
         return self._ctx.stats
 
+    # The clients are settable, as sosw's plain attributes are (its users' tests assign MagicMocks): every
+    # step reads them from the shared context, so a replaced client is the one used from then on.
+
     @property
     def dynamo_db_client(self) -> Any:
         return self._ctx.dynamodb
 
+    @dynamo_db_client.setter
+    def dynamo_db_client(self, client: Any) -> None:
+        self._ctx.dynamodb = client
+
     @property
     def lambda_client(self) -> Any:
         return self._ctx.lambda_client
+
+    @lambda_client.setter
+    def lambda_client(self, client: Any) -> None:
+        self._ctx.lambda_client = client
 
     @property
     def ecology_client(self) -> EcologyManager:
         if self._ecology_client is None:
             self._ecology_client = EcologyManager(self.config, clock=self.clock, lambda_client=self._ctx._lambda)
         return self._ecology_client
+
+    @ecology_client.setter
+    def ecology_client(self, client: EcologyManager) -> None:
+        self._ecology_client = client
 
     @property
     def tasks_table(self) -> str:
@@ -137,9 +156,17 @@ class TaskManager:
         """Return configured Labourers (config ``labourers``: ``{name_of_lambda: {setting: value}}``)."""
         return self._ctx.get_labourers()
 
-    def get_labourer(self, labourer_id: str) -> Labourer:
-        """The configured Labourer with this id; :class:`UnknownLabourerError` if there is none."""
-        return self._ctx.get_labourer(labourer_id)
+    def get_labourer(self, labourer_id: str | int) -> Labourer | None:
+        """The configured Labourer with this id; None if there is none, as in sosw.
+
+        Every method that takes a labourer refuses None with an ``InvalidInputError`` naming ``labourer``.
+        """
+        if isinstance(labourer_id, int) and not isinstance(labourer_id, bool):
+            labourer_id = str(labourer_id)  # ids are text, as stored in the tables
+        try:
+            return self._ctx.get_labourer(labourer_id)
+        except UnknownLabourerError:
+            return None
 
     def register_labourers(self) -> list[Labourer]:
         """Sets timestamps, health status and other custom attributes on the configured Labourers.
@@ -152,9 +179,9 @@ class TaskManager:
         self.open_run_window()
         for labourer in self.get_labourers():
             labourer.set_custom_attribute("health", ecology.get_labourer_status(labourer))
-            labourer.set_custom_attribute("average_duration", ecology.get_labourer_average_duration(labourer))
             if not labourer.has_attr("max_duration"):
                 labourer.set_custom_attribute("max_duration", ecology.get_labourer_max_duration(labourer))
+            labourer.set_custom_attribute("average_duration", ecology.get_labourer_average_duration(labourer))
         return self.get_labourers()
 
     def open_run_window(self) -> list[Labourer]:
@@ -208,11 +235,11 @@ class TaskManager:
 
     def get_task_by_id(self, task_id: str) -> dict[str, Any]:
         """Fetches the full data of the open Task (strongly consistent); ``{}`` if it is not open."""
-        return self._queue.get_task_by_id(task_id)
+        return compat.decoded(self._queue.get_task_by_id(task_id))
 
     def get_closed_task_by_id(self, task_id: str) -> dict[str, Any]:
         """The task from the closed table; ``{}`` if it is not closed."""
-        return self._queue.get_closed_task_by_id(task_id)
+        return compat.decoded(self._queue.get_closed_task_by_id(task_id))
 
     def is_valid_task(self, task: dict[str, Any]) -> bool:
         """Simple validation for required fields (present, and of the right type)."""
@@ -222,15 +249,16 @@ class TaskManager:
         self, labourer: Labourer, cnt: int = 1, only_ids: bool = False
     ) -> list[str | dict[str, Any]]:
         """Fetch the next task(s) from the head of the queue for the Labourer."""
-        return self._queue.get_next_for_labourer(labourer, cnt, only_ids)
+        return compat.decoded_all(self._queue.get_next_for_labourer(labourer, cnt, only_ids))
 
     def get_invoked_tasks_for_labourer(self, labourer: Labourer, completed: bool | None = None) -> list[dict[str, Any]]:
         """Tasks of the Labourer invoked during the current run of the Orchestrator."""
-        return self._queue.get_invoked_tasks_for_labourer(labourer, completed)
+        return compat.decoded_all(self._queue.get_invoked_tasks_for_labourer(labourer, completed))
 
     def get_running_tasks_for_labourer(self, labourer: Labourer, count: bool = False) -> list[dict[str, Any]] | int:
         """Tasks invoked but not yet reported nor expired; with ``count=True`` just their number."""
-        return self._queue.get_running_tasks_for_labourer(labourer, count)
+        running = self._queue.get_running_tasks_for_labourer(labourer, count)
+        return running if isinstance(running, int) else compat.decoded_all(running)
 
     def get_count_of_running_tasks_for_labourer(self, labourer: Labourer) -> int:
         """Number of tasks we assume to be still running (they may have died without a report yet)."""
@@ -238,15 +266,15 @@ class TaskManager:
 
     def get_expired_tasks_for_labourer(self, labourer: Labourer) -> list[dict[str, Any]]:
         """Tasks invoked longer ago than duration + cooldown, and never reported."""
-        return self._queue.get_expired_tasks_for_labourer(labourer)
+        return compat.decoded_all(self._queue.get_expired_tasks_for_labourer(labourer))
 
     def get_completed_tasks_for_labourer(self, labourer: Labourer) -> list[dict[str, Any]]:
         """Tasks marked completed, waiting for the Scavenger to archive them."""
-        return self._queue.get_completed_tasks_for_labourer(labourer)
+        return compat.decoded_all(self._queue.get_completed_tasks_for_labourer(labourer))
 
     def get_failed_tasks_for_labourer(self, labourer: Labourer) -> list[dict[str, Any]]:
         """Tasks whose current attempt was reported failed (the fast path: no need to wait for expiry)."""
-        return self._queue.get_failed_tasks_for_labourer(labourer)
+        return compat.decoded_all(self._queue.get_failed_tasks_for_labourer(labourer))
 
     def get_length_of_queue_for_labourer(self, labourer: Labourer) -> int:
         """Approximate count of tasks still in the queue (greenfield below the start of this run)."""
@@ -266,19 +294,26 @@ class TaskManager:
 
     def get_tasks_to_retry_for_labourer(self, labourer: Labourer, limit: int | None = None) -> list[dict[str, Any]]:
         """Tasks in the retry table whose delay has passed, the longest-waiting first."""
-        return self._queue.get_tasks_to_retry_for_labourer(labourer, limit)
+        return compat.decoded_all(self._queue.get_tasks_to_retry_for_labourer(labourer, limit))
 
     def get_next_retry_due(self, labourer: Labourer) -> float | None:
         """When the labourer's earliest waiting retry (or delayed task) falls due; None if none waits."""
         return self._queue.get_next_retry_due(labourer)
 
-    def get_average_labourer_duration(self, labourer: Labourer) -> float | None:
-        """Average run time of the last completed tasks (``max_closed_to_analyse_for_duration``)."""
-        return self._queue.get_average_labourer_duration(labourer)
+    def get_average_labourer_duration(self, labourer: Labourer) -> int:
+        """Average duration of the last closed tasks, in seconds, as sosw computes it (0 when there is none)."""
+        return self._durations.get_average_labourer_duration(labourer, self._max_duration)
+
+    def _max_duration(self, labourer: Labourer) -> float:
+        # What a failed or timed-out attempt counts for: the labourer's setting, else the worker's Lambda Timeout.
+        if not labourer.has_attr("max_duration"):
+            labourer.set_custom_attribute("max_duration", self.ecology_client.get_labourer_max_duration(labourer))
+        return labourer.get_attr("max_duration")
 
     def find_task(self, task_id: str) -> tuple[str, dict[str, Any]]:
         """Where the task is now: ``("open" | "waiting" | "closed" | "unknown", task)``."""
-        return self._queue.find_task(task_id)
+        status, task = self._queue.find_task(task_id)
+        return status, compat.decoded(task)
 
     def get_labourer_counts(self, labourer: Labourer, max_pages: int | None = None) -> dict[str, Any]:
         """Counts of the labourer's tasks by state, each read with a bounded number of pages."""
@@ -293,7 +328,7 @@ class TaskManager:
 
         :raises RuntimeError:
         """
-        return self._claims.mark_task_invoked(labourer, task, check_running, cap=cap)
+        return compat.decoded(self._claims.mark_task_invoked(labourer, compat.stored(task), check_running, cap=cap))
 
     def invoke_task(
         self,
@@ -304,11 +339,11 @@ class TaskManager:
         cap: int | None = None,
     ) -> InvokeResult:
         """Claim the task and invoke the worker Lambda asynchronously with it."""
-        return self._claims.invoke_task(labourer, task_id, task, cap=cap)
+        return self._claims.invoke_task(labourer, task_id, compat.stored(task), cap=cap)
 
     def claim_tasks(self, labourer: Labourer, tasks: list[dict[str, Any]], cap: int) -> list[dict[str, Any]]:
         """Claim queued tasks together (one transaction per 99), within ``cap`` running; returns those claimed."""
-        return self._claims.claim_tasks(labourer, tasks, cap)
+        return self._claims.claim_tasks(labourer, compat.stored_all(tasks), cap)
 
     def invoke_claimed_task(self, labourer: Labourer, claimed: dict[str, Any]) -> InvokeResult:
         """Invoke the worker with a task claimed by :meth:`claim_tasks`; a refused Invoke releases the claim."""
@@ -324,7 +359,7 @@ class TaskManager:
 
     def worker_event(self, task: Mapping[str, Any]) -> dict[str, Any]:
         """The event a worker receives: its payload merged with the task's own fields (task_id, attempts, ...)."""
-        return self._claims.worker_event(task)
+        return self._claims.worker_event(compat.stored(task))
 
     # ------------------------------------------------------------------ reports from workers (sosw.tasks.reports)
 
@@ -346,7 +381,7 @@ class TaskManager:
         self, task: Mapping[str, Any], *, attempt: int, result: Any = None, stats: Any = None
     ) -> ReportResult:
         """Completion that closes the task at once: one transaction instead of an update now and a move later."""
-        return self._reports.complete_and_archive_task(task, attempt=attempt, result=result, stats=stats)
+        return self._reports.complete_and_archive_task(compat.stored(task), attempt=attempt, result=result, stats=stats)
 
     def mark_task_failed(
         self,
@@ -378,21 +413,29 @@ class TaskManager:
 
     # ------------------------------------------------------------------ moves between tables (sosw.tasks.moves)
 
-    def archive_task(self, task: dict[str, Any], completed: bool | None = None) -> bool:
-        """Close the task: move it to the closed table, completed or dead, in one transaction."""
-        return self._moves.archive_task(task, completed)
+    def archive_task(self, task: dict[str, Any] | str, completed: bool | None = None) -> bool:
+        """Close the task: move it to the closed table, completed or dead, in one transaction.
+
+        ``task`` is the task as read, or (sosw's form) its id: the open task is then read first. False when
+        nothing was moved (an id that is not open, a stale or repeated archive).
+        """
+        if isinstance(task, str):
+            task = self._queue.get_task_by_id(task)
+            if not task:
+                return False
+        return self._moves.archive_task(compat.stored(task), completed)
 
     def move_task_to_retry_table(self, task: dict[str, Any], wanted_delay: int) -> bool:
         """Move the task to the retry table, to be queued again after ``wanted_delay`` seconds."""
-        return self._moves.move_task_to_retry_table(task, wanted_delay)
+        return self._moves.move_task_to_retry_table(compat.stored(task), wanted_delay)
 
     def retry_task(self, task: dict[str, Any], labourer_id: str, greenfield: int) -> bool:
         """Move the task from the retry table to the tasks table with ``greenfield`` (the head of the queue)."""
-        return self._moves.retry_task(task, labourer_id, greenfield)
+        return self._moves.retry_task(compat.stored(task), labourer_id, greenfield)
 
     def retry_tasks(self, labourer: Labourer, tasks: list[dict[str, Any]]) -> int:
         """Queue tasks from the retry table at the head of the queue, in the given order; returns how many moved."""
-        return self._moves.retry_tasks(labourer, tasks)
+        return self._moves.retry_tasks(labourer, compat.stored_all(tasks))
 
     def cancel_task(self, task_id: str) -> bool:
         """Close a queued task as dead with the error ``Cancelled``; False if it is not queued any more."""
@@ -415,7 +458,7 @@ class TaskManager:
         notification_pending: bool = False,
     ) -> list[dict[str, Any]]:
         """Dead tasks of a labourer, newest first, filtered by last error type and closing time."""
-        return self._dead.get_dead_tasks(
+        dead = self._dead.get_dead_tasks(
             labourer,
             error_type=error_type,
             closed_after=closed_after,
@@ -423,6 +466,7 @@ class TaskManager:
             limit=limit,
             notification_pending=notification_pending,
         )
+        return compat.decoded_all(dead)
 
     def mark_dead_task_notified(self, task_id: str) -> None:
         """The dead-task notification of this closed task was published."""
@@ -430,4 +474,4 @@ class TaskManager:
 
     def redrive_task(self, task: dict[str, Any]) -> bool:
         """Send a dead task back to the end of its queue, with max_attempts afresh, in one transaction."""
-        return self._dead.redrive_task(task)
+        return self._dead.redrive_task(compat.stored(task))

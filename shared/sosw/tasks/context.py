@@ -94,7 +94,7 @@ class TaskContext:
         if self._labourers is None:
             labourers = []
             for name, settings in self.config["labourers"].items():
-                labourer = Labourer(id=name, **dict(settings or {}))
+                labourer = Labourer.from_config(name, settings)
                 if labourer.max_simultaneous_invocations is None:
                     labourer.max_simultaneous_invocations = self.config["max_simultaneous_invocations"]
                 if not labourer.has_attr("max_attempts"):

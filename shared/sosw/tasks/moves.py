@@ -7,7 +7,7 @@ exactly as read: a repeated, stale or concurrent move writes nothing and returns
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -18,8 +18,10 @@ from sosw.dynamo import Expressions, TransactionCancelled, error_code, serialize
 from sosw.errors import InvalidInputError
 from sosw.labourer import Labourer
 from sosw.schema import TTL_ATTRIBUTE
+from sosw.tasks import compat
 from sosw.tasks.context import TaskContext
-from sosw.tasks.model import ATTEMPT_FIELDS
+from sosw.tasks.model import ATTEMPT_FIELDS, NOTIFY_PENDING
+from sosw.tasks.notices import DeadNotices
 from sosw.tasks.queue import TaskQueue
 from sosw.tasks.slots import SlotCounters, occupies_slot
 from sosw.validation import check_delay, check_number, check_task_id
@@ -36,6 +38,7 @@ class TaskMoves:
         self.ctx = ctx
         self.queue = queue
         self.slots = SlotCounters(ctx)
+        self.notices = DeadNotices(ctx)
 
     def archive_task(self, task: dict[str, Any], completed: bool | None = None) -> bool:
         """Close the task: move it to the closed table, completed or dead, in one transaction.
@@ -61,9 +64,21 @@ class TaskMoves:
         source = self.ctx.version_condition(task) & (
             state.eq(task[_("completed_at")]) if completed else state.not_exists()
         )
-        key = {_("task_id"): task[_("task_id")]}
+        # A dead task whose notification is pending gets its marker in the same transaction (sosw.tasks.notices).
+        marker = (
+            []
+            if completed or not closed.get(NOTIFY_PENDING)
+            else [self.notices.put_item(task[_("labourer_id")], task[_("task_id")], now)]
+        )
         moved = self.move(
-            task, source, self.ctx.tasks_table, key, self.ctx.closed_table, closed, extra=self._free_slot(task)
+            task,
+            source,
+            self.ctx.tasks_table,
+            {_("task_id"): task[_("task_id")]},
+            self.ctx.closed_table,
+            closed,
+            marker,
+            extra=self._free_slot(task),
         )
         if moved:
             self.ctx.stats["tasks_archived_completed" if completed else "tasks_archived_dead"] += 1
@@ -111,7 +126,10 @@ class TaskMoves:
             )
         greenfield = int(check_number(greenfield, _("greenfield")))
         self.queue.check_ceiling(greenfield)
-        row = {k: v for k, v in task.items() if k not in {_(f) for f in ATTEMPT_FIELDS}}
+        # sosw's report fields of the last attempt go too: they must not pass for the next attempt's
+        row = {
+            k: v for k, v in task.items() if k not in {_(f) for f in ATTEMPT_FIELDS} and not compat.is_report_field(k)
+        }
         row[_("greenfield")] = greenfield
         source = Attr(_("task_id")).exists() & Attr(_("desired_launch_time")).eq(task[_("desired_launch_time")])
         key = {_("labourer_id"): labourer_id, _("task_id"): task[_("task_id")]}
@@ -139,12 +157,14 @@ class TaskMoves:
         source_key: Mapping[str, Any],
         target_table: str,
         target_item: Mapping[str, Any],
+        extra_items: Sequence[Mapping[str, Any]] = (),
         *,
         extra: tuple[ConditionBase, list[dict[str, Any]]] | None = None,
     ) -> bool:
         """Delete from the source and put into the target, in one transaction, if the source is as read.
 
-        ``extra``: a further condition on the source and further transaction items (a slot freed).
+        ``extra_items``: further transaction items (a notification's marker); ``extra``: a further condition
+        on the source with its items (a slot freed only if the task still holds it).
         """
         _ = self.ctx.field
         check_task_id(task.get(_("task_id")), _("task_id"))
@@ -169,6 +189,7 @@ class TaskMoves:
                     **put_ex.params(),
                 }
             },
+            *extra_items,
         ]
         items.extend(extra[1] if extra is not None else [])
         try:

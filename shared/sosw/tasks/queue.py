@@ -244,25 +244,6 @@ class TaskQueue:
         first = next(iter(items), None)
         return None if first is None else float(first[_("desired_launch_time")])
 
-    def get_average_labourer_duration(self, labourer: Labourer) -> float | None:
-        """Average run time of the last completed tasks (``max_closed_to_analyse_for_duration``)."""
-        _ = self.ctx.field
-        closed = query(
-            self.ctx.dynamodb,
-            table=self.ctx.closed_table,
-            index=self.ctx.config["sosw_closed_tasks_labourer_status_index"],
-            key_condition=Key(_("labourer_id_task_status")).eq(f"{labourer.id}_1"),
-            ascending=False,
-            limit=self.ctx.config["max_closed_to_analyse_for_duration"],
-        )
-        delta = self.ctx.config["greenfield_invocation_delta"]
-        durations = [
-            t[_("completed_at")] - (t[_("greenfield")] - delta)
-            for t in closed
-            if isinstance(t.get(_("completed_at")), (int, float)) and isinstance(t.get(_("greenfield")), (int, float))
-        ]
-        return sum(durations) / len(durations) if durations else None
-
     def find_task(self, task_id: str) -> tuple[str, dict[str, Any]]:
         """Where the task is now: ``("open" | "waiting" | "closed" | "unknown", task)``."""
         task = self.get_task_by_id(task_id)

@@ -17,6 +17,7 @@ from boto3.dynamodb.conditions import Attr
 from sosw.dynamo import Expressions, TransactionCancelled, json_to_dynamo, serialize_item, transact_write
 from sosw.errors import InvalidInputError
 from sosw.schema import TTL_ATTRIBUTE
+from sosw.tasks import compat
 from sosw.tasks.context import TaskContext
 from sosw.tasks.model import WORKER_EVENT_FIELDS, ReportOutcome, ReportResult
 from sosw.tasks.slots import SlotCounters
@@ -55,7 +56,7 @@ class TaskReports:
             extra["result"] = result
         if stats is not None:
             extra["stats"] = stats
-        return self._report(task_id, "completed_at", attempt, extra, labourer_id)
+        return self._report(task_id, "completed_at", attempt, extra, labourer_id, compat.report_fields(result, stats))
 
     def complete_and_archive_task(
         self, task: Mapping[str, Any], *, attempt: int, result: Any = None, stats: Any = None
@@ -77,6 +78,7 @@ class TaskReports:
         extra = {k: v for k, v in (("result", result), ("stats", stats)) if v is not None}
         try:
             values = {_(k): json_to_dynamo(v) for k, v in extra.items()}
+            values.update(compat.report_fields(result, stats))  # sosw's result_<key> and stat_<key>
             serialize_item(values)
         except (TypeError, ValueError, ArithmeticError) as exc:
             raise InvalidInputError("result", f"result and stats must be JSON-serialisable: {exc!r}") from exc
@@ -160,7 +162,8 @@ class TaskReports:
             extra["result"] = result
         if stats is not None:
             extra["stats"] = stats
-        return self._report(task_id, "failed_at", attempt, extra, labourer_id)
+        sosw_fields = compat.report_fields(result, stats)
+        return self._report(task_id, "failed_at", attempt, extra, labourer_id, sosw_fields, count_failure=True)
 
     def mark_task_started(
         self, task_id: str, attempt: int, *, token: str | None = None, labourer_id: str | None = None
@@ -218,22 +221,36 @@ class TaskReports:
         return ReportResult(ReportOutcome.ACCEPTED, task_id)
 
     def _report(
-        self, task_id: str, state_field: str, attempt: int | None, extra: dict[str, Any], labourer_id: str | None
+        self,
+        task_id: str,
+        state_field: str,
+        attempt: int | None,
+        extra: dict[str, Any],
+        labourer_id: str | None,
+        sosw_fields: Mapping[str, Any] | None = None,
+        *,
+        count_failure: bool = False,
     ) -> ReportResult:
-        """Mark the attempt reported and free its slot, in one transaction (nothing is written if refused)."""
+        """Mark the attempt reported and free its slot, in one transaction (nothing is written if refused).
+
+        ``sosw_fields``: sosw's ``result_<key>`` / ``stat_<key>``, written beside ours; ``count_failure``:
+        add one to sosw's ``failed_attempts``.
+        """
         _ = self.ctx.field
         check_task_id(task_id)
         if attempt is not None:
             check_attempt(attempt)
         try:
             values = {_(k): json_to_dynamo(v) for k, v in extra.items()}
+            values.update(sosw_fields or {})
             serialize_item(values)  # numbers DynamoDB can't store (too many digits) fail here, not later
         except (TypeError, ValueError, ArithmeticError) as exc:
             raise InvalidInputError(
                 "result", f"result and stats must be JSON-serialisable numbers and text: {exc!r}"
             ) from exc
         now = self.ctx.now()
-        size = sum(len(json.dumps(v, default=str)) for v in extra.values())
+        # sosw's copies of the result and stats take room in the item too
+        size = sum(len(json.dumps(v, default=str)) for v in (*extra.values(), *(sosw_fields or {}).values()))
         headroom = self.ctx.config["task_item_headroom_bytes"]
         if size > headroom:
             raise InvalidInputError("result", f"result, stats and error take {size} bytes", limit=f"{headroom} bytes")
@@ -253,11 +270,14 @@ class TaskReports:
             condition = condition & Attr(_("attempts")).eq(attempt)
         sets = [f"{ex.name(_(state_field))} = {ex.value(round(self.ctx.clock.now(), 3))}"]
         sets += [f"{ex.name(k)} = {ex.value(v)}" for k, v in values.items()]
+        update = "SET " + ", ".join(sets)
+        if count_failure:
+            update += f" ADD {ex.name(compat.FAILED_ATTEMPTS)} {ex.value(1)}"
         item = {
             "Update": {
                 "TableName": self.ctx.tasks_table,
                 "Key": serialize_item({_("task_id"): task_id}),
-                "UpdateExpression": "SET " + ", ".join(sets),
+                "UpdateExpression": update,
                 "ConditionExpression": ex.condition(condition),
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
                 **ex.params(),
