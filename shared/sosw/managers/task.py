@@ -343,15 +343,15 @@ class TaskManager:
 
     def claim_tasks(self, labourer: Labourer, tasks: list[dict[str, Any]], cap: int) -> list[dict[str, Any]]:
         """Claim queued tasks together (one transaction per 99), within ``cap`` running; returns those claimed."""
-        return self._claims.claim_tasks(labourer, compat.stored_all(tasks), cap)
+        return compat.decoded_all(self._claims.claim_tasks(labourer, compat.stored_all(tasks), cap))
 
     def invoke_claimed_task(self, labourer: Labourer, claimed: dict[str, Any]) -> InvokeResult:
         """Invoke the worker with a task claimed by :meth:`claim_tasks`; a refused Invoke releases the claim."""
-        return self._claims.invoke_claimed(labourer, claimed)
+        return self._claims.invoke_claimed(labourer, compat.stored(claimed))
 
     def release_claimed_task(self, labourer: Labourer, claimed: dict[str, Any]) -> bool:
         """Give back a claim that was not invoked: head of the queue, attempt and slot returned."""
-        return self._claims.release_claim(labourer, claimed)
+        return self._claims.release_claim(labourer, compat.stored(claimed))
 
     def get_running_counts(self, labourers: list[Labourer]) -> dict[str, int]:
         """Tasks holding a slot, per labourer id: exact (the slot counters), not the eventually consistent index."""

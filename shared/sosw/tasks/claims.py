@@ -15,7 +15,7 @@ from aws_lambda_powertools import Logger
 from boto3.dynamodb.conditions import Attr, ConditionBase
 from botocore.exceptions import ClientError, ConnectTimeoutError, EndpointConnectionError
 
-from sosw.dynamo import Expressions, TransactionCancelled, error_code, serialize_item, transact_write
+from sosw.dynamo import Expressions, TransactionCancelled, error_code, serialize_item
 from sosw.errors import (
     InvalidInputError,
     InvokeRejectedError,
@@ -88,7 +88,7 @@ class TaskClaims:
         item, claimed = self._claim_item(labourer, task, start, check_running=bool(check_running), extra=still)
         items = [item] if occupying else [item, self.slots.take_item(labourer.id, cap)]
         try:
-            transact_write(self.ctx.dynamodb, items, **self.ctx.retry_settings())
+            self.slots.transact(items)
         except TransactionCancelled as cancelled:
             old = cancelled.reasons[0].get("Item") or {}
             if cancelled.reasons[0].get("Code") != "ConditionalCheckFailed":
@@ -120,11 +120,11 @@ class TaskClaims:
             while pending:
                 take = self.slots.take_item(labourer.id, cap, count=len(pending))
                 try:
-                    transact_write(self.ctx.dynamodb, [p[0] for p in pending] + [take], **self.ctx.retry_settings())
+                    self.slots.transact([p[0] for p in pending] + [take])
                     claimed.extend(p[1] for p in pending)
                     break
                 except TransactionCancelled as cancelled:
-                    reasons = cancelled.reasons[:-1]
+                    reasons = cancelled.reasons[: len(pending)]
                     lost = {i for i, r in enumerate(reasons) if r.get("Code") == "ConditionalCheckFailed"}
                     if lost:
                         self.ctx.stats["concurrent_task_invocations_skipped"] += len(lost)
@@ -289,7 +289,7 @@ class TaskClaims:
             }
         }
         try:
-            transact_write(self.ctx.dynamodb, [item, self.slots.free_item(labourer.id)], **self.ctx.retry_settings())
+            self.slots.transact([item, self.slots.free_item(labourer.id)])
         except TransactionCancelled:
             return False  # someone moved or reported it meanwhile: leave it to them
         logger.info("Claim released", extra={"task_id": claimed[_("task_id")], "labourer_id": labourer.id})

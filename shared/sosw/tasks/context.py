@@ -35,6 +35,8 @@ class TaskContext:
         self.stats: Counter[str] = Counter()
         self._tables = table_schemas(config)
         self._labourers: list[Labourer] | None = None
+        #: No leases table to keep slot counters in (sosw's own tables without the stack): see tasks.slots.
+        self.counters_missing = False
 
     # ------------------------------------------------------------------ clients, tables, fields
 

@@ -14,7 +14,7 @@ from aws_lambda_powertools import Logger
 from boto3.dynamodb.conditions import Attr, ConditionBase
 from botocore.exceptions import ClientError
 
-from sosw.dynamo import Expressions, TransactionCancelled, error_code, serialize_item, transact_write
+from sosw.dynamo import Expressions, TransactionCancelled, error_code, serialize_item
 from sosw.errors import InvalidInputError
 from sosw.labourer import Labourer
 from sosw.schema import TTL_ATTRIBUTE
@@ -193,7 +193,7 @@ class TaskMoves:
         ]
         items.extend(extra[1] if extra is not None else [])
         try:
-            transact_write(self.ctx.dynamodb, items, **self.ctx.retry_settings())
+            self.slots.transact(items)
         except TransactionCancelled:
             self.ctx.stats["moves_skipped"] += 1
             return False

@@ -14,7 +14,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from boto3.dynamodb.conditions import Attr
 
-from sosw.dynamo import Expressions, TransactionCancelled, json_to_dynamo, serialize_item, transact_write
+from sosw.dynamo import Expressions, TransactionCancelled, json_to_dynamo, serialize_item
 from sosw.errors import InvalidInputError
 from sosw.schema import TTL_ATTRIBUTE
 from sosw.tasks import compat
@@ -125,7 +125,7 @@ class TaskReports:
         ]
         items.append(self.slots.free_item(labourer.id))
         try:
-            transact_write(self.ctx.dynamodb, items, **self.ctx.retry_settings())
+            self.slots.transact(items)
         except TransactionCancelled as cancelled:
             old = cancelled.reasons[0].get("Item") or {}
             was_closed = cancelled.reasons[1].get("Item") or {}
@@ -284,7 +284,7 @@ class TaskReports:
             }
         }
         try:
-            transact_write(self.ctx.dynamodb, [item, self.slots.free_item(labourer_id)], **self.ctx.retry_settings())
+            self.slots.transact([item, self.slots.free_item(labourer_id)])
         except TransactionCancelled as cancelled:
             old = cancelled.reasons[0].get("Item") or {}
             if old and old.get(_("labourer_id")) != labourer_id:

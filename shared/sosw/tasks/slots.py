@@ -16,14 +16,18 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from aws_lambda_powertools import Logger
 from boto3.dynamodb.conditions import Attr
+from botocore.exceptions import ClientError
 
-from sosw.dynamo import Expressions, deserialize_item, serialize_item
+from sosw.dynamo import Expressions, deserialize_item, error_code, serialize_item, transact_write
 from sosw.tasks.context import TaskContext
 
 __all__ = ["COUNTER_ATTRIBUTE", "SlotCounters", "counter_key", "occupies_slot"]
 
 COUNTER_ATTRIBUTE = "running"
+
+logger = Logger(child=True)
 
 
 def counter_key(labourer_id: str) -> dict[str, str]:
@@ -68,6 +72,31 @@ class SlotCounters:
                 **ex.params(),
             }
         }
+
+    def transact(self, items: list[dict[str, Any]]) -> None:
+        """Write a claim's or a close's transaction, its counter updates included.
+
+        sosw users who run this package on sosw's own three tables, without the stack, have no leases
+        table: their reports and claims still go through, uncounted (the stack's Orchestrator, which
+        needs the counters, needs that table anyway).
+        """
+        if self.ctx.counters_missing:
+            items = [i for i in items if not self._is_counter(i)]
+        try:
+            transact_write(self.ctx.dynamodb, items, **self.ctx.retry_settings())
+        except ClientError as exc:
+            if error_code(exc) != "ResourceNotFoundException" or not any(self._is_counter(i) for i in items):
+                raise
+            logger.warning("No leases table: slots are not counted", extra={"table": self.ctx.leases_table})
+            self.ctx.counters_missing = True
+            transact_write(
+                self.ctx.dynamodb, [i for i in items if not self._is_counter(i)], **self.ctx.retry_settings()
+            )
+
+    def _is_counter(self, item: dict[str, Any]) -> bool:
+        update = item.get("Update") or {}
+        key = (update.get("Key") or {}).get("labourer_id", {}).get("S", "")
+        return update.get("TableName") == self.ctx.leases_table and key.endswith("#slots")
 
     def running(self, labourer_ids: Iterable[str]) -> dict[str, int]:
         """The counters, read strongly consistent (one request for up to 100 labourers); 0 where none is kept.
