@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DDB_DIR := .cache/dynamodb-local
+# sosw 0.7.51 from PyPI in its own virtualenv: make bench runs it, make test compares job chunking with it.
+BENCH_SOSW_VENV := .cache/bench-sosw-venv
 # CI and `make test` run the heavy scenarios at this scale; the README gives the full-scale command.
 SCALE ?= ci
 
@@ -21,10 +23,11 @@ $(DDB_DIR)/emulator/DynamoDBLocal.jar:
 
 dynamodb-local: $(DDB_DIR)/emulator/DynamoDBLocal.jar
 
-## test: lint, then every test (unit on moto, integration on DynamoDB Local started by the tests)
-test: venv dynamodb-local
+## test: lint, then every test (unit on moto, integration on DynamoDB Local started by the tests, and the
+## chunking of jobs against sosw 0.7.51's own Scheduler, from PyPI in its own virtualenv)
+test: venv dynamodb-local $(BENCH_SOSW_VENV)/.installed
 	$(VENV)/bin/ruff check .
-	SOSW_SCALE=$(SCALE) $(PY) -m pytest
+	SOSW_SCALE=$(SCALE) SOSW_REQUIRE_DIFFERENTIAL=1 $(PY) -m pytest
 
 ## demo: the whole stack on this machine (DynamoDB Local, moto's server, the local Lambda endpoint)
 demo: venv
@@ -37,7 +40,6 @@ reliability: venv dynamodb-local
 
 ## bench: this stack against sosw 0.7.51 (PyPI, in its own virtualenv) on one DynamoDB Local, about 16 min on
 ## 2 cores; writes bench/results.json and bench/results.md. BENCH_SCALE=0.1 for a quick run (bench/README.md)
-BENCH_SOSW_VENV := .cache/bench-sosw-venv
 
 $(BENCH_SOSW_VENV)/.installed:
 	$(PYTHON) -m venv $(BENCH_SOSW_VENV)

@@ -359,6 +359,7 @@ class StackConfig:
             ("sosw_closed_tasks_table", "sosw_closed_tasks"),
             ("sosw_tasks_meta_table", "sosw_tasks_meta"),
             ("sosw_orchestrator_leases_table", "sosw_orchestrator_leases"),
+            ("sosw_jobs_table", "sosw_jobs"),
         ):
             config.setdefault(key, f"{self.prefix}{default}")
         if self.tables.closed_task_ttl_days is not None:

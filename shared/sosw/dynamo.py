@@ -284,3 +284,43 @@ def batch_write(
     if chunk:
         flush()
     return requests
+
+
+#: DynamoDB's limit of keys in one BatchGetItem.
+BATCH_GET_SIZE = 100
+
+
+def batch_get(
+    client: DynamoDBClient,
+    table: str,
+    keys: Sequence[Mapping[str, Any]],
+    *,
+    consistent: bool = True,
+    attempts: int = 8,
+    base: float = 0.05,
+    cap: float = 2.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> list[dict[str, Any]]:
+    """The items of ``keys`` that exist (in no particular order), ``BATCH_GET_SIZE`` keys a request.
+
+    UnprocessedKeys are asked for again with backoff and full jitter, a bounded number of times.
+    """
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(keys), BATCH_GET_SIZE):
+        pending: dict[str, Any] = {
+            table: {
+                "Keys": [serialize_item(k) for k in keys[start : start + BATCH_GET_SIZE]],
+                "ConsistentRead": consistent,
+            }
+        }
+        delays = backoff_delays(attempts, base, cap)
+        while pending:
+            response = client.batch_get_item(RequestItems=pending)
+            found.extend(deserialize_item(i) for i in response.get("Responses", {}).get(table, []))
+            pending = response.get("UnprocessedKeys") or {}
+            if pending:
+                delay = next(delays, None)
+                if delay is None:
+                    raise RuntimeError(f"BatchGetItem left keys of {table} unread after {attempts} tries")
+                sleep(delay)
+    return found

@@ -13,7 +13,7 @@ from sosw.errors import InvalidInputError
 from sosw.labourer import Labourer
 from sosw.schema import TTL_ATTRIBUTE
 from sosw.tasks.context import TaskContext
-from sosw.tasks.model import ATTEMPT_FIELDS, NOTIFY_PENDING, REDRIVE_OFFSET
+from sosw.tasks.model import ATTEMPT_FIELDS, NOTIFY_PENDING, REDRIVE_OFFSET, close_outcome
 from sosw.tasks.moves import TaskMoves
 from sosw.tasks.queue import TaskQueue
 
@@ -108,7 +108,13 @@ class DeadTasks:
         row[_("greenfield")] = self.queue.next_greenfields(labourer, 1)[0]
         source = Attr(_("task_id")).exists() & Attr(_("closed_at")).eq(task[_("closed_at")])
         moved = self.moves.move(
-            task, source, self.ctx.closed_table, {_("task_id"): task[_("task_id")]}, self.ctx.tasks_table, row
+            task,
+            source,
+            self.ctx.closed_table,
+            {_("task_id"): task[_("task_id")]},
+            self.ctx.tasks_table,
+            row,
+            extra_items=self.ctx.close_items(task, close_outcome(task, completed=False), -1),  # no longer closed
         )
         if moved:
             logger.info("Task redriven", extra={"task_id": task[_("task_id")], "labourer_id": labourer.id})

@@ -7,7 +7,7 @@ exactly as read: a repeated, stale or concurrent move writes nothing and returns
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -19,7 +19,7 @@ from sosw.errors import InvalidInputError
 from sosw.labourer import Labourer
 from sosw.schema import TTL_ATTRIBUTE
 from sosw.tasks.context import TaskContext
-from sosw.tasks.model import ATTEMPT_FIELDS
+from sosw.tasks.model import ATTEMPT_FIELDS, CANCELLED_ERROR, close_outcome
 from sosw.tasks.queue import TaskQueue
 from sosw.validation import check_delay, check_number, check_task_id
 
@@ -60,7 +60,13 @@ class TaskMoves:
             state.eq(task[_("completed_at")]) if completed else state.not_exists()
         )
         moved = self.move(
-            task, source, self.ctx.tasks_table, {_("task_id"): task[_("task_id")]}, self.ctx.closed_table, closed
+            task,
+            source,
+            self.ctx.tasks_table,
+            {_("task_id"): task[_("task_id")]},
+            self.ctx.closed_table,
+            closed,
+            extra_items=self.ctx.close_items(closed, close_outcome(closed, completed)),
         )
         if moved:
             self.ctx.stats["tasks_archived_completed" if completed else "tasks_archived_dead"] += 1
@@ -135,7 +141,11 @@ class TaskMoves:
         source_key: Mapping[str, Any],
         target_table: str,
         target_item: Mapping[str, Any],
+        *,
+        extra_items: Sequence[Mapping[str, Any]] = (),
     ) -> bool:
+        """One transaction: delete the source if ``source_condition`` holds, put the target if absent, and
+        ``extra_items`` (what a close hook adds). False, and nothing written, if a condition failed."""
         _ = self.ctx.field
         check_task_id(task.get(_("task_id")), _("task_id"))
         target_key = _("task_id")
@@ -157,6 +167,7 @@ class TaskMoves:
                     **put_ex.params(),
                 }
             },
+            *extra_items,
         ]
         try:
             transact_write(self.ctx.dynamodb, items, **self.ctx.retry_settings())
@@ -165,14 +176,46 @@ class TaskMoves:
             return False
         return True
 
-    def cancel_task(self, task_id: str) -> bool:
-        """Close a queued task as dead with the error ``Cancelled``; False if it is not queued any more."""
+    def cancel_task(self, task_id: str, reason: str = "cancelled by an operator") -> bool:
+        """Close a queued or waiting task with the error ``Cancelled``; False if it is neither any more."""
         status, task = self.queue.find_task(task_id)
-        if status != "open" or task.get(self.ctx.field("greenfield"), 0) >= self.queue.ceiling():
+        return self.cancel_found(status, task, reason)
+
+    def cancel_found(self, status: str, task: Mapping[str, Any], reason: str) -> bool:
+        """Cancel a task as read (``status`` as ``find_task`` says): one conditional transaction, like a close.
+
+        A queued task (open, below the invoked range) or one waiting for retry is closed; anything else
+        (running, reported, closed, unknown) is left alone: False.
+        """
+        _ = self.ctx.field
+        error = {"type": CANCELLED_ERROR, "message": reason}
+        if status == "open" and task.get(_("greenfield"), 0) < self.queue.ceiling():
+            return self.archive_task({**task, "last_error": error}, completed=False)
+        if status != "waiting":
             return False
-        return self.archive_task(
-            {**task, "last_error": {"type": "Cancelled", "message": "cancelled by an operator"}}, completed=False
+        self.ctx.require(task, "task_id", "labourer_id", "desired_launch_time")
+        now = self.ctx.now()
+        closed = {k: v for k, v in task.items() if k != _("desired_launch_time")}
+        closed.update({"last_error": error, _("closed_at"): now})
+        closed[_("labourer_id_task_status")] = f"{task[_('labourer_id')]}_0"
+        closed.setdefault(_("greenfield"), 0)
+        if self.ctx.config["closed_task_ttl_seconds"]:
+            closed[TTL_ATTRIBUTE] = now + self.ctx.config["closed_task_ttl_seconds"]
+        source = Attr(_("task_id")).exists() & Attr(_("desired_launch_time")).eq(task[_("desired_launch_time")])
+        key = {_("labourer_id"): task[_("labourer_id")], _("task_id"): task[_("task_id")]}
+        moved = self.move(
+            task,
+            source,
+            self.ctx.retry_table,
+            key,
+            self.ctx.closed_table,
+            closed,
+            extra_items=self.ctx.close_items(closed, "cancelled"),
         )
+        if moved:
+            self.ctx.stats["tasks_cancelled"] += 1
+            logger.info("Waiting task cancelled", extra={"task_id": task[_("task_id")], "reason": reason})
+        return moved
 
     def prioritise_task(self, task_id: str) -> bool:
         """Move a queued task to the head of its queue; False if it is not queued any more."""
