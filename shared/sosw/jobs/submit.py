@@ -326,7 +326,7 @@ class JobSubmitter:
                 if not flush():
                     return SubmitResult(self._reread(job), complete=True, created_now=created_now)
                 if remaining is not None and remaining() < safety:
-                    logger.info("Job creation paused for time", extra={"job_id": job.job_id, "created": cursor})
+                    logger.info("Job creation paused for time", extra={"job_id": job.job_id, "tasks_created": cursor})
                     return SubmitResult(self._reread(job), complete=False, created_now=created_now)
         if batch and not flush():
             return SubmitResult(self._reread(job), complete=True, created_now=created_now)
@@ -346,7 +346,9 @@ class JobSubmitter:
                 {"total": end, "created": end},
                 condition=Attr("state").eq(job.state.value) & Attr("total").gt(end),
             )
-        logger.info("Job creation stopped", extra={"job_id": job.job_id, "state": job.state.value, "created": end})
+        logger.info(
+            "Job creation stopped", extra={"job_id": job.job_id, "state": job.state.value, "tasks_created": end}
+        )
 
     def _reread(self, job: Job) -> Job:
         return self.store.get(job.job_id) or job
