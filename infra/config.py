@@ -51,6 +51,8 @@ CONTROL_FUNCTIONS: dict[str, dict[str, Any]] = {
     # Called synchronously by every worker before it starts: short, but room for a cold start.
     "worker_assistant": {"code": "lambdas/worker_assistant", "memory_size": 256, "timeout": 15},
     "failure_handler": {"code": "lambdas/failure_handler", "memory_size": 256, "timeout": 15},
+    # Jobs: creates a job's tasks, up to Lambda's limit a run, then goes on in a new invocation.
+    "scheduler": {"code": "lambdas/scheduler", "memory_size": 512, "timeout": 900},
 }
 
 ARCHITECTURES = ("arm64", "x86_64")

@@ -8,7 +8,8 @@ functions, written here next to each other so a reviewer reads one function's ri
   their Timeout, and reads CloudWatch statistics only if a labourer declares health metrics.
 - Scavenger: moves tasks between the tasks, retry and closed tables in transactions, publishes dead
   tasks, reads the workers' Timeout; it invokes nothing.
-- WorkerAssistant and failure handler: read and update one open task.
+- WorkerAssistant and failure handler: read and update one open task; the WorkerAssistant also closes a
+  completed one (delete it, put it in the closed table, in one transaction).
 """
 
 from __future__ import annotations
@@ -184,6 +185,10 @@ class ControlFunctions(Construct):
         for f in (self.worker_assistant, self.failure_handler):
             f.allow("OpenTasks", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [self.tables.table_arn("tasks")])
             self._grant_config_and_table_key(f)
+        # A completion sent with the worker's copy of its task closes it at once: one transaction deletes the
+        # open task and puts the closed one (a transaction needs each item's own action).
+        self.worker_assistant.allow("CloseCompletedTasks", ["dynamodb:DeleteItem"], [self.tables.table_arn("tasks")])
+        self.worker_assistant.allow("ArchiveCompletedTasks", ["dynamodb:PutItem"], [self.tables.table_arn("closed")])
 
     def allow_workers(self, worker_arns: list[str]) -> None:
         """The configured workers, and no other function: the Orchestrator invokes them, both read their Timeout."""

@@ -1,4 +1,5 @@
-"""Scavenger Lambda (scheduled): archives, retries, closes dead tasks and queues due retries."""
+"""Scavenger Lambda (scheduled): archives, retries, closes dead tasks and queues due retries; then follows
+the jobs (failure past their tolerance, cancelling, their end event)."""
 
 import os
 
@@ -12,6 +13,8 @@ logger = Logger()
 
 @logger.inject_lambda_context
 def handler(event, context):
-    scavenger = Scavenger(task_manager(), topic_arn=os.environ.get("SOSW_DEAD_LETTER_TOPIC_ARN"))
-    report = scavenger.run(lambda: context.get_remaining_time_in_millis() / 1000)
-    return {"counts": {k: dict(v) for k, v in report.labourers.items()}, "errors": report.errors}
+    tm = task_manager()
+    remaining = lambda: context.get_remaining_time_in_millis() / 1000  # noqa: E731
+    report = Scavenger(tm, topic_arn=os.environ.get("SOSW_DEAD_LETTER_TOPIC_ARN")).run(remaining)
+    jobs = tm.track_jobs(remaining)
+    return {"counts": {k: dict(v) for k, v in report.labourers.items()}, "errors": report.errors, "jobs": dict(jobs)}
