@@ -97,8 +97,8 @@ class JobScheduler:
             request = dict(event)
         else:
             request = self._job_request(event)
-        tolerance = request.get("tolerated_failure_percentage", 0)
-        labourer, source = self._source(request)
+        labourer, source, options = self._source(request)
+        tolerance = options.get("tolerated_failure_percentage", request.get("tolerated_failure_percentage", 0))
         result = self.tm.create_job(
             labourer,
             source,
@@ -126,23 +126,25 @@ class JobScheduler:
             request["job_id"] = _derived("sosw", content, today.isoformat(), str(request.get("job_schema_name")))
         return request
 
-    def _source(self, request: Mapping[str, Any]) -> tuple[str | None, Any]:
+    def _source(self, request: Mapping[str, Any]) -> tuple[str | None, Any, Mapping[str, Any]]:
+        """The labourer (for payloads), the job's source, and the options an uploaded job file gives itself."""
         if "s3" in request:
             bucket, key = request["s3"]["bucket"], request["s3"]["key"]
             if key.endswith(".jsonl"):
                 labourer = key.split("/", 1)[0] if "/" in key else None
                 if not labourer:
-                    raise InvalidInputError(
-                        "key", f"a payloads file goes under its labourer: <labourer>/...jsonl, got {key!r}"
-                    )
-                return labourer, S3JsonLinesSource(self.s3, bucket, key)
+                    raise InvalidInputError("key", f"a file of payloads goes under its labourer: <labourer>/{key}")
+                return labourer, S3JsonLinesSource(self.s3, bucket, key), {}
             body = self.s3.get_object(Bucket=bucket, Key=key)["Body"].read()
             try:
                 job = json.loads(body)
             except ValueError as exc:
                 raise InvalidInputError("job", f"s3://{bucket}/{key} is not JSON ({exc})") from None
-            return None, self.tm.jobs.source(job.get("job", job) if isinstance(job, Mapping) else job)
-        return None, self.tm.jobs.source(request["job"])
+            if isinstance(job, Mapping) and "job" in job:  # the wrapped form, with its options
+                options = {k: job[k] for k in ("tolerated_failure_percentage",) if k in job}
+                return None, self.tm.jobs.source(job["job"]), options
+            return None, self.tm.jobs.source(job), {}
+        return None, self.tm.jobs.source(request["job"]), {}
 
     def _continue(self, request: Mapping[str, Any]) -> None:
         """Invoke this function again, asynchronously, to go on from the job's cursor."""
