@@ -39,7 +39,8 @@ reliability: venv dynamodb-local
 	SOSW_SCALE=full $(PY) -m pytest tests/reliability -s -q -p no:cacheprovider
 
 ## bench: this stack against sosw 0.7.51 (PyPI, in its own virtualenv) on one DynamoDB Local, about 16 min on
-## 2 cores; writes bench/results.json and bench/results.md. BENCH_SCALE=0.1 for a quick run (bench/README.md)
+## 2 cores; writes bench/results.json and bench/results.md; then the job figures (bench/jobs_results.md, about
+## 5 min). BENCH_SCALE=0.1 for a quick run (bench/README.md)
 
 $(BENCH_SOSW_VENV)/.installed:
 	$(PYTHON) -m venv $(BENCH_SOSW_VENV)
@@ -49,6 +50,7 @@ $(BENCH_SOSW_VENV)/.installed:
 
 bench: venv dynamodb-local $(BENCH_SOSW_VENV)/.installed
 	$(PY) -m bench.run
+	$(PY) -m bench.jobs
 
 ## unit: the fast tests only (moto), no Java needed
 unit: venv
