@@ -360,3 +360,28 @@ def test_counter_writes_per_item_at_1000_closes_a_second_stay_far_below_dynamodb
     assert len(writes) == shards == 32 and per_item == 32
     assert per_item * 2 <= 1000 / 10  # 64 write units a second on the hottest item: under a tenth of the limit
     assert 1000 * 2 > 1000  # what a single counter item would need: over the limit
+
+
+@pytest.mark.parametrize("settled_by", ["a new submit", "the tracker, once creation is quiet"])
+def test_a_job_stopped_while_its_tasks_were_created_ends_with_the_tasks_that_exist(
+    manager, clock, events, monkeypatch, settled_by
+):
+    from sosw.jobs import submit
+
+    monkeypatch.setattr(submit, "CREATE_BATCH", 4)
+    payloads = [{"n": i} for i in range(10)]
+    # Given a creation that stopped after 4 of 10 tasks (its run out of time, or dead), then a cancel
+    manager.create_job("alpha", payloads, job_id="half", remaining=lambda: 0.0)
+    job = manager.cancel_job("half")
+    assert (job["state"], job["cancelled"], job["total"]) == ("cancelling", 4, 10)
+    manager.track_jobs()
+    assert events.entries == []  # 4 of 10 closed: not the end yet
+    # When the same job is submitted again, or the tracker finds its creation quiet for 16 minutes
+    if settled_by == "a new submit":
+        job = manager.create_job("alpha", payloads, job_id="half")
+        assert (job["total"], job["created_now"]) == (4, 0)
+    else:
+        clock.advance(961)
+    manager.track_jobs()
+    # Then its total is what exists, and it ends, announced once
+    assert [(k, d["total"], d["cancelled"]) for k, d in events.details()] == [("Job Cancelled", 4, 4)]

@@ -67,7 +67,10 @@ class TaskJobs:
             today=today,
             remaining=remaining,
         )
-        return {**self._describe(result.job), "complete": result.complete, "created_now": result.created_now}
+        job = result.job
+        if job.state in (JobState.FAILING, JobState.CANCELLING) and job.created < job.total:
+            self.tracker.settle_total(job)  # stopped while being created (by this run or one that died)
+        return {**self._describe(job), "complete": result.complete, "created_now": result.created_now}
 
     def source(self, payloads_or_job: Any, job_schema: Mapping[str, Any] | None = None) -> JobSource:
         return source_of(payloads_or_job, job_schema if job_schema is not None else config_job_schema(self.ctx.config))

@@ -41,6 +41,8 @@ logger = Logger(child=True)
 SWEEP_BATCH = 100
 #: How long a tracker holds the right to publish a job's end event (then another may, after a crash).
 NOTIFY_LEASE_SECONDS = 60
+#: A job's creation that has not moved for this long (Lambda's longest run, and a margin) has stopped.
+CREATION_QUIET_SECONDS = 960
 
 
 class JobTracker:
@@ -114,6 +116,10 @@ class JobTracker:
             )
             stats["jobs_failed"] += 1
             job.state, job.failed_at = JobState.FAILING, now
+        if job.state in (JobState.FAILING, JobState.CANCELLING) and job.created < job.total:
+            quiet = self.ctx.now() - int(job.raw.get("creating_at") or job.created_at)
+            if quiet > CREATION_QUIET_SECONDS:  # its creating run died for good: count what exists
+                self.settle_total(job)
         if job.state in (JobState.FAILING, JobState.CANCELLING) and self.sweep(job, stats):
             counts = self.store.counts(job_id, job.shards)  # what the sweep cancelled
         if job.state is not JobState.CREATING and counts.closed >= job.total:
@@ -165,6 +171,38 @@ class JobTracker:
         if cancelled:
             logger.info("Job tasks cancelled", extra={"job_id": job.job_id, "cancelled": cancelled})
         return cancelled
+
+    def settle_total(self, job: Job) -> int:
+        """A job stopped while its tasks were created: its total becomes the tasks that exist.
+
+        Tasks are created in order, one transaction after another, so those that exist are a prefix of
+        the job's indexes: the first index found in none of the three tables is the new total.
+        """
+        _ = self.ctx.field
+        settings = self.ctx.retry_settings()
+        index = job.created
+        while index < job.total:
+            ids = [task_id_for(job.job_id, i) for i in range(index, min(index + SWEEP_BATCH, job.total))]
+            keys = [{_("task_id"): i} for i in ids]
+            found = {r[_("task_id")] for r in batch_get(self.ctx.dynamodb, self.ctx.tasks_table, keys, **settings)}
+            found |= {r[_("task_id")] for r in batch_get(self.ctx.dynamodb, self.ctx.closed_table, keys, **settings)}
+            waiting = [{_("labourer_id"): job.labourer_id, _("task_id"): i} for i in ids]
+            found |= {r[_("task_id")] for r in batch_get(self.ctx.dynamodb, self.ctx.retry_table, waiting, **settings)}
+            missing = [
+                i for i, task_id in zip(range(index, index + len(ids)), ids, strict=True) if task_id not in found
+            ]
+            if missing:
+                index = missing[0]
+                break
+            index += len(ids)
+        if self.store.update(
+            job.job_id,
+            {"total": index, "created": index},
+            condition=Attr("state").eq(job.state.value) & Attr("total").eq(job.total),
+        ):
+            logger.info("Job total settled", extra={"job_id": job.job_id, "total": index, "was": job.total})
+            job.total = job.created = index
+        return job.total
 
     # ------------------------------------------------------------------ the end event
 
