@@ -184,7 +184,11 @@ class Jobs(Construct):
             ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
             self._jobs_arns(),
         )
-        f.allow("SweepJobTasks", ["dynamodb:BatchGetItem"], [t.table_arn("tasks"), t.table_arn("retry")])
+        f.allow(
+            "SweepJobTasks",
+            ["dynamodb:BatchGetItem"],
+            [t.table_arn("tasks"), t.table_arn("retry"), t.table_arn("closed")],
+        )
         bus = self.config.task_manager_config().get("job_event_bus") or "default"
         bus_arn = Stack.of(self).format_arn(service="events", resource="event-bus", resource_name=bus)
         f.allow("PublishJobEvents", ["events:PutEvents"], [bus_arn])

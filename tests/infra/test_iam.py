@@ -139,7 +139,11 @@ def test_scavenger_moves_tasks_and_publishes_dead_ones_but_invokes_nothing(dev: 
         },
         "SweepJobTasks": {
             "Action": ["dynamodb:BatchGetItem"],
-            "Resource": [dev.table_arn("dev_sosw_retry_tasks"), dev.table_arn("dev_sosw_tasks")],
+            "Resource": [
+                dev.table_arn("dev_sosw_closed_tasks"),
+                dev.table_arn("dev_sosw_retry_tasks"),
+                dev.table_arn("dev_sosw_tasks"),
+            ],
         },
         "PublishJobEvents": {"Action": ["events:PutEvents"], "Resource": [_account_arn("events", "event-bus/default")]},
     }
