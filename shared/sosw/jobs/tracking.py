@@ -76,14 +76,17 @@ class JobTracker:
         """Check every open job once; stop ``safety`` seconds before ``remaining_seconds`` ends."""
         self._remaining = remaining_seconds
         stats: Counter[str] = Counter()
-        for header in list(self.store.list(OPEN)):
-            if not self._time_left():
-                break
-            try:
-                self.check(header["job_id"], stats)
-            except Exception:  # one job's trouble must not stop the others
-                stats["errors"] += 1
-                logger.exception("Checking a job failed", extra={"job_id": header.get("job_id")})
+        try:
+            for header in list(self.store.list(OPEN)):
+                if not self._time_left():
+                    break
+                try:
+                    self.check(header["job_id"], stats)
+                except Exception:  # one job's trouble must not stop the others
+                    stats["errors"] += 1
+                    logger.exception("Checking a job failed", extra={"job_id": header.get("job_id")})
+        finally:
+            self._remaining = None  # this run's clock; a later cancel_job is not bounded by it
         if stats:
             logger.info("Jobs checked", extra={"counts": dict(stats)})
         return stats
