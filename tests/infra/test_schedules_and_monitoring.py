@@ -173,6 +173,13 @@ def test_a_job_file_uploaded_to_the_jobs_bucket_runs_the_scheduler(dev: Synth):
         "RestrictPublicBuckets": True,
     }
     assert not dev.of_type("Custom::S3BucketNotifications")
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"] == [
+        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+    ]
+    assert bucket["LifecycleConfiguration"]["Rules"] == [{"ExpirationInDays": 30, "Status": "Enabled"}]
+    (policy,) = [p["Properties"] for p in dev.of_type("AWS::S3::BucketPolicy").values()]
+    (deny,) = policy["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
     (rule,) = [r["Properties"] for r in dev.of_type("AWS::Events::Rule").values() if "EventPattern" in r["Properties"]]
     assert rule["EventPattern"] == {
         "source": ["aws.s3"],
