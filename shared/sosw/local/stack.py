@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import botocore.config
 
 from sosw import aws
 from sosw.local.dynamodb_local import DynamoDBLocal, free_port
@@ -296,7 +297,13 @@ class LocalStack:
         return TaskManager(self.config, **kwargs)
 
     def _invoke(self, name: str) -> dict[str, Any]:
-        response = aws.lambda_client().invoke(FunctionName=name, InvocationType="RequestResponse", Payload=b"{}")
+        """A scheduled run, waited for: as long as the function may take (EventBridge itself does not wait)."""
+        timeout = next((f.timeout for f in self.spec.functions if f.name == name), 60.0)
+        client = boto3.client(
+            "lambda",
+            config=aws.LAMBDA_INVOKE_CONFIG.merge(botocore.config.Config(read_timeout=int(timeout) + 10)),
+        )
+        response = client.invoke(FunctionName=name, InvocationType="RequestResponse", Payload=b"{}")
         body = json.loads(response["Payload"].read() or b"{}")
         if response.get("FunctionError"):
             raise RuntimeError(f"{name} failed: {body}")
