@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 DDB_DIR := .cache/dynamodb-local
+# sosw 0.7.51 from PyPI in its own virtualenv: make bench runs it, make test compares job chunking with it.
+BENCH_SOSW_VENV := .cache/bench-sosw-venv
 # CI and `make test` run the heavy scenarios at this scale; the README gives the full-scale command.
 SCALE ?= ci
 
@@ -31,10 +33,10 @@ $(BENCH_SOSW_VENV)/.installed:
 	touch $@
 
 ## test: lint, then every test (unit on moto, integration on DynamoDB Local started by the tests, the drop-in
-## differential suite against sosw 0.7.51 in its own virtualenv)
+## differential suite and the chunking of jobs against sosw 0.7.51, from PyPI in its own virtualenv)
 test: venv dynamodb-local $(BENCH_SOSW_VENV)/.installed
 	$(VENV)/bin/ruff check .
-	SOSW_SCALE=$(SCALE) $(PY) -m pytest
+	SOSW_SCALE=$(SCALE) SOSW_REQUIRE_DIFFERENTIAL=1 $(PY) -m pytest
 
 ## demo: the whole stack on this machine (DynamoDB Local, moto's server, the local Lambda endpoint)
 demo: venv
@@ -46,8 +48,8 @@ reliability: venv dynamodb-local
 	SOSW_SCALE=full $(PY) -m pytest tests/reliability -s -q -p no:cacheprovider
 
 ## bench: this stack against sosw 0.7.51 (PyPI, in its own virtualenv) on one DynamoDB Local, about 16 min on
-## 2 cores; writes bench/results.json, bench/results.md and bench/results.png. BENCH_SCALE=0.1 for a quick run
-## (bench/README.md)
+## 2 cores; writes bench/results.json, bench/results.md and bench/results.png; then the job figures
+## (bench/jobs_results.md, about 5 min). BENCH_SCALE=0.1 for a quick run (bench/README.md)
 # matplotlib, for the chart (bench/results.png): only in the `bench` extras
 $(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet -e '.[dev,bench]'
@@ -55,6 +57,7 @@ $(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
 
 bench: venv dynamodb-local $(BENCH_SOSW_VENV)/.installed $(VENV)/.bench-installed
 	$(PY) -m bench.run
+	$(PY) -m bench.jobs
 
 ## unit: the fast tests only (moto), no Java needed
 unit: venv

@@ -52,6 +52,8 @@ CONTROL_FUNCTIONS: dict[str, dict[str, Any]] = {
     # Called synchronously by every worker before it starts: short, but room for a cold start.
     "worker_assistant": {"code": "lambdas/worker_assistant", "memory_size": 256, "timeout": 15},
     "failure_handler": {"code": "lambdas/failure_handler", "memory_size": 256, "timeout": 15},
+    # Jobs: creates a job's tasks, up to Lambda's limit a run, then goes on in a new invocation.
+    "scheduler": {"code": "lambdas/scheduler", "memory_size": 512, "timeout": 900},
 }
 
 ARCHITECTURES = ("arm64", "x86_64")
@@ -360,6 +362,7 @@ class StackConfig:
             ("sosw_closed_tasks_table", "sosw_closed_tasks"),
             ("sosw_tasks_meta_table", "sosw_tasks_meta"),
             ("sosw_orchestrator_leases_table", "sosw_orchestrator_leases"),
+            ("sosw_jobs_table", "sosw_jobs"),
         ):
             config.setdefault(key, f"{self.prefix}{default}")
         if self.tables.closed_task_ttl_days is not None:

@@ -8,8 +8,9 @@ functions, written here next to each other so a reviewer reads one function's ri
   their Timeout, and reads CloudWatch statistics only if a labourer declares health metrics.
 - Scavenger: moves tasks between the tasks, retry and closed tables in transactions, publishes dead
   tasks, reads the workers' Timeout; it invokes nothing.
-- WorkerAssistant and failure handler: read and update one open task (the assistant also closes it),
-  free its slot, and wake dispatch (the Orchestrator after a completion, the Scavenger after a failure).
+- WorkerAssistant and failure handler: read and update one open task; the WorkerAssistant also closes a
+  completed one (delete it, put it in the closed table, in one transaction). Both free the task's slot
+  and wake dispatch (the Orchestrator after a completion, the Scavenger after a failure).
 - Every state change of a running task moves its labourer's slot counter in the leases table, in the
   same transaction; the Orchestrator also requeues due retries, and wakes itself to go on.
 """
@@ -219,17 +220,16 @@ class ControlFunctions(Construct):
     def _grant_reporters(self) -> None:
         t = self.tables
         wake = [self.function_arn("orchestrator"), self.function_arn("scavenger")]
-        # The assistant closes a completed task in the report's own transaction (delete open, put closed).
-        assistant = self.worker_assistant
-        assistant.allow(
-            "OpenTasks", ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:UpdateItem"], [t.table_arn("tasks")]
-        )
-        assistant.allow("ClosedTasks", ["dynamodb:PutItem"], [t.table_arn("closed")])
-        self.failure_handler.allow("OpenTasks", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [t.table_arn("tasks")])
-        for f in (assistant, self.failure_handler):
+        for f in (self.worker_assistant, self.failure_handler):
+            f.allow("OpenTasks", ["dynamodb:GetItem", "dynamodb:UpdateItem"], [t.table_arn("tasks")])
+            # A report frees its task's slot in its own transaction, then may wake dispatch.
             f.allow("SlotCounters", ["dynamodb:UpdateItem"], [t.table_arn("leases")])
             f.allow("WakeDispatch", ["lambda:InvokeFunction"], wake)
             self._grant_config_and_table_key(f)
+        # A completion sent with the worker's copy of its task closes it at once: one transaction deletes the
+        # open task and puts the closed one (a transaction needs each item's own action).
+        self.worker_assistant.allow("CloseCompletedTasks", ["dynamodb:DeleteItem"], [self.tables.table_arn("tasks")])
+        self.worker_assistant.allow("ArchiveCompletedTasks", ["dynamodb:PutItem"], [self.tables.table_arn("closed")])
 
     def allow_workers(self, worker_arns: list[str]) -> None:
         """The configured workers, and no other function: the Orchestrator invokes them, both read their Timeout."""

@@ -1,7 +1,7 @@
 """The stack: composes the constructs, one per concern, in the order their references need.
 
-tables -> layer -> messaging -> config parameter -> control functions -> workers (and the
-Orchestrator's grants on them) -> dispatch wake-ups (the tasks stream) -> schedules -> monitoring.
+tables -> layer -> messaging -> config parameter -> control functions -> jobs (bucket, Scheduler) ->
+workers (and the Orchestrator's grants on them) -> dispatch wake-ups (the tasks stream) -> schedules -> monitoring.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from constructs import Construct
 from infra.config import StackConfig
 from infra.dispatch import Dispatch
 from infra.functions import ControlFunctions
+from infra.jobs import Jobs
 from infra.layer import SharedLayer
 from infra.messaging import Messaging
 from infra.monitoring import Monitoring
@@ -47,6 +48,16 @@ class SoswStack(Stack):
             messaging=self.messaging,
             parameter=self.parameter,
         )
+        self.jobs = Jobs(
+            self,
+            "Jobs",
+            config=config,
+            layer=self.layer,
+            tables=self.tables,
+            messaging=self.messaging,
+            parameter=self.parameter,
+            functions=self.functions,
+        )
         self.workers = Workers(self, "Workers", config=config, layer=self.layer, functions=self.functions)
         self.dispatch = Dispatch(self, "Dispatch", tables=self.tables, functions=self.functions)
         self.schedules = Schedules(self, "Schedules", config=config, functions=self.functions, messaging=self.messaging)
@@ -62,6 +73,8 @@ class SoswStack(Stack):
             "ConfigParameter": self.parameter.name,
             "WorkerAssistantFunction": self.config.functions["worker_assistant"].name,
             "DeadTasksTopic": self.messaging.dead_tasks.topic_arn,
+            "JobsBucket": self.jobs.bucket.bucket_name,
+            "SchedulerFunction": self.config.functions["scheduler"].name,
             "AlarmTopic": self.messaging.alarms.topic_arn,
         }
         for key, value in outputs.items():

@@ -1,4 +1,5 @@
-"""Scavenger Lambda (scheduled, and woken by failures): archives, retries, closes dead tasks, queues due retries."""
+"""Scavenger Lambda (scheduled, and woken by failures): archives, retries, closes dead tasks and queues due
+retries; then follows the jobs (failure past their tolerance, cancelling, their end event)."""
 
 import os
 
@@ -13,8 +14,11 @@ logger = Logger()
 
 @logger.inject_lambda_context
 def handler(event, context):
-    scavenger = Scavenger(task_manager(), topic_arn=os.environ.get("SOSW_DEAD_LETTER_TOPIC_ARN"))
-    report = scavenger.run(lambda: context.get_remaining_time_in_millis() / 1000, labourer_ids=labourers_of(event))
+    tm = task_manager()
+    remaining = lambda: context.get_remaining_time_in_millis() / 1000  # noqa: E731
+    scavenger = Scavenger(tm, topic_arn=os.environ.get("SOSW_DEAD_LETTER_TOPIC_ARN"))
+    report = scavenger.run(remaining, labourer_ids=labourers_of(event))
     if report.to_dispatch():
         waker("orchestrator").wake(report.to_dispatch())  # a retry due soon is waited for and started
-    return {"counts": {k: dict(v) for k, v in report.labourers.items()}, "errors": report.errors}
+    jobs = tm.track_jobs(remaining)
+    return {"counts": {k: dict(v) for k, v in report.labourers.items()}, "errors": report.errors, "jobs": dict(jobs)}

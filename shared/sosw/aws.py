@@ -42,3 +42,7 @@ def lambda_client() -> Any:
 
 def cloudwatch_client() -> Any:
     return boto3.client("cloudwatch")
+
+
+def events_client() -> Any:
+    return boto3.client("events")

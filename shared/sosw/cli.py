@@ -63,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
         "--log-group", help="--logs on AWS: query this log group (default: the one the worker's function logs to)"
     )
     add_output_option(show)
-    cancel = sub.add_parser("cancel", help="close a queued task as dead (Cancelled)")
+    cancel = sub.add_parser("cancel", help="close a queued or waiting task as dead (Cancelled)")
     cancel.add_argument("task_id")
     prioritise = sub.add_parser("prioritise", help="move a queued task to the head of its queue")
     prioritise.add_argument("task_id")
@@ -75,6 +75,8 @@ def _parser() -> argparse.ArgumentParser:
         cmd.add_argument("--limit", type=int, default=100 if name == "dead" else None)
         if name == "dead":
             add_output_option(cmd)
+
+    _job_parser(sub)
 
     local = sub.add_parser(
         "local", help="run this folder's stack (cdk.json) on this machine, its schedules included, until Ctrl-C"
@@ -103,6 +105,28 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--speed", type=float, default=60.0)
     demo.add_argument("--timeout", type=float, default=120.0, help="give up after this many seconds")
     return parser
+
+
+def _job_parser(sub: Any) -> None:
+    job = sub.add_parser("job", help="jobs: one business job as many tasks, followed as one thing")
+    commands = job.add_subparsers(dest="job_command", required=True)
+    submit = commands.add_parser(
+        "submit", help="a JSON Lines file of payloads (with --labourer), or a sosw Scheduler job in JSON"
+    )
+    submit.add_argument("file", type=Path)
+    submit.add_argument("--labourer", help="the file holds payloads, one JSON object per line, for this labourer")
+    submit.add_argument("--job-schema", type=Path, help="sosw job: a JSON file with job_schema / job_schema_variants")
+    submit.add_argument("--today", help="sosw job: the date its period words count from (YYYY-MM-DD; default today)")
+    submit.add_argument("--job-id", help="idempotent: submitting again with this id resumes or returns the job")
+    submit.add_argument("--tolerance", type=float, default=0, help="tolerated failure percentage (0-100)")
+    submit.add_argument("--dry-run", action="store_true", help="print the task payloads, one per line; write nothing")
+    status = commands.add_parser("status", help="progress, counts, rate and time left")
+    status.add_argument("job_id")
+    status.add_argument("--json", action="store_true", help="the job as JSON")
+    cancel = commands.add_parser("cancel", help="cancel the queued and waiting tasks (running ones finish)")
+    cancel.add_argument("job_id")
+    listing = commands.add_parser("list", help="jobs, newest first")
+    listing.add_argument("--limit", type=int, default=20)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -202,6 +226,8 @@ def _run(args: argparse.Namespace) -> int:
         return run_demo(args.tasks, speed=args.speed, timeout=args.timeout)
     if args.command == "local":
         return _local(args)
+    if args.command == "job" and args.job_command == "submit" and args.dry_run:
+        return _job_preview(args)
     from sosw.managers.task import TaskManager
 
     tm = TaskManager(_config(args))
@@ -213,6 +239,7 @@ def _run(args: argparse.Namespace) -> int:
         "prioritise": _prioritise,
         "dead": _dead,
         "redrive": _redrive,
+        "job": _job,
     }[args.command](tm, args)
 
 
@@ -375,6 +402,161 @@ def _pairs(values: list[str], option: str) -> dict[str, str]:
             raise CliError(f"{option} {value}: expected NAME=VALUE", 2)
         pairs[key] = rest
     return pairs
+
+
+# ---------------------------------------------------------------------------------------------------- jobs
+
+
+def _job_source(args: argparse.Namespace, config: dict[str, Any] | None) -> Any:
+    """The job the file holds: payloads (``--labourer``) or a sosw job, with its schema."""
+    from sosw.jobs.submit import JsonLinesSource, SoswJobSource, config_job_schema
+
+    if args.labourer:
+        if args.job_schema or args.today:
+            raise CliError("--job-schema and --today are for a sosw job, not for payloads (--labourer)", 2)
+        return JsonLinesSource(args.file)
+    try:
+        text = args.file.read_text()
+    except OSError as exc:
+        raise CliError(f"{args.file}: {exc.strerror}", 2) from exc
+    try:
+        job: Any = json.loads(text)
+    except ValueError as exc:
+        raise CliError(f"{args.file}: not valid JSON ({exc}); a file of payloads needs --labourer", 2) from exc
+    schema = config_job_schema(config or {})
+    if args.job_schema:
+        try:
+            schema = json.loads(args.job_schema.read_text())
+        except (OSError, ValueError) as exc:
+            raise CliError(f"--job-schema {args.job_schema}: {exc}", 2) from exc
+        if isinstance(schema, dict) and "job_schema" in schema and "job_schema_variants" not in schema:
+            schema = schema["job_schema"]  # sosw's Scheduler config, as it is
+    return SoswJobSource(job, schema)
+
+
+def _today(args: argparse.Namespace) -> Any:
+    import datetime
+
+    if not args.today:
+        return None
+    try:
+        return datetime.date.fromisoformat(args.today)
+    except ValueError as exc:
+        raise CliError(f"--today: expected YYYY-MM-DD, got {args.today!r}", 2) from exc
+
+
+def _job_preview(args: argparse.Namespace) -> int:
+    """``--dry-run``: every payload checked first (nothing printed if one is bad), then printed; no AWS call
+    unless a stack is named (to check the labourer and read its job schema)."""
+    import datetime
+
+    from sosw.clock import SystemClock
+    from sosw.config import build_config
+    from sosw.jobs.store import JobStore
+    from sosw.jobs.submit import JobSubmitter
+    from sosw.tasks.context import TaskContext
+
+    config = _config(args) if (args.local or args.config or args.config_parameter) else None
+    source = _job_source(args, config)
+    ctx = TaskContext(build_config(config), SystemClock())
+    submitter = JobSubmitter(ctx, JobStore(ctx), None)  # type: ignore[arg-type]  # creates nothing
+    labourer_id = source.labourer_id or args.labourer
+    if config is not None:
+        labourer_id = submitter.labourer_for(source, args.labourer).id
+    today = _today(args) or datetime.datetime.now(tz=datetime.UTC).date()
+    job_id = args.job_id or "0" * 32
+    if submitter.survey(source, job_id, labourer_id, today, allow_empty=True).total == 0:
+        print("sosw: the job makes no task (submitting it would be refused)", file=sys.stderr)
+        return 0
+    out = sys.stdout
+    for payload in source.payloads(today):
+        out.write(json.dumps(payload) + "\n")
+    out.flush()
+    return 0
+
+
+def _job(tm: Any, args: argparse.Namespace) -> int:
+    return {"submit": _job_submit, "status": _job_status, "cancel": _job_cancel, "list": _job_list}[args.job_command](
+        tm, args
+    )
+
+
+def _job_submit(tm: Any, args: argparse.Namespace) -> int:
+    source = _job_source(args, tm.config)
+    job = tm.create_job(
+        args.labourer,
+        source,
+        job_id=args.job_id,
+        tolerated_failure_percentage=args.tolerance,
+        today=_today(args),
+    )
+    print(job["job_id"])
+    print(f"{job['total']} task(s) for {job['labourer_id']}, state {job['state']}", file=sys.stderr)
+    return 0
+
+
+def _job_status(tm: Any, args: argparse.Namespace) -> int:
+    job = tm.get_job(args.job_id, breakdown=True)
+    if args.json:
+        print(json.dumps(job, indent=2, default=str))
+        return 0
+    print(format_job_status(job, time.time()))
+    return 0
+
+
+def format_job_status(job: dict[str, Any], now: float) -> str:
+    """The job in a few lines: a progress bar, the counts, the rate and the time left."""
+    total, closed = job["total"], job["closed"]
+    width = 30
+    filled = int(width * closed / total) if total else width
+    lines = [
+        f"job {job['job_id']}  labourer {job['labourer_id']}  {job['state']}",
+        f"[{'#' * filled}{'.' * (width - filled)}] {100 * job['progress']:5.1f}%  {closed:,} of {total:,} closed",
+        f"completed {job['completed']:,}  dead {job['dead']:,}  cancelled {job['cancelled']:,}  open {job['open']:,}",
+    ]
+    breakdown = job.get("breakdown")
+    if breakdown:
+        mark = "~" if breakdown["estimated"] else ""
+        note = f" (estimated from {breakdown['sampled']} tasks)" if breakdown["estimated"] else ""
+        lines.append(
+            f"open: queued {mark}{breakdown['queued']:,}  running {mark}{breakdown['running']:,}  "
+            f"waiting {mark}{breakdown['waiting']:,}{note}"
+        )
+    started = job.get("running_at") or job["created_at"]
+    end = job.get("ended_at") or now
+    elapsed = max(end - started, 1e-9)
+    rate = closed / elapsed
+    if job.get("ended_at"):
+        lines.append(f"rate {rate:,.1f} tasks/s  took {end - job['created_at']:,.0f} s")
+    elif rate > 0:
+        lines.append(f"rate {rate:,.1f} tasks/s  time left ~{job['open'] / rate:,.0f} s")
+    else:
+        lines.append("rate 0 tasks/s  time left unknown (nothing closed yet)")
+    return "\n".join(lines)
+
+
+def _job_cancel(tm: Any, args: argparse.Namespace) -> int:
+    before = tm.get_job(args.job_id)
+    job = tm.cancel_job(args.job_id)
+    if before["state"] not in ("creating", "running", "failing", "cancelling"):
+        raise CliError(f"job {args.job_id!r} has ended ({before['state']}): nothing to cancel")
+    print(
+        f"job {args.job_id}: {job['cancelled'] - before['cancelled']} task(s) cancelled, "
+        f"{job['open']} still running; state {job['state']}"
+    )
+    return 0
+
+
+def _job_list(tm: Any, args: argparse.Namespace) -> int:
+    for job in tm.list_jobs(limit=args.limit):
+        counts = job.get("end_counts") or {}
+        ended = ", ".join(f"{k} {counts[k]}" for k in ("completed", "dead", "cancelled") if k in counts)
+        print(f"{job['job_id']}  {job['labourer_id']}  {job['state']}  total {job['total']}  {ended}".rstrip())
+    return 0
+
+
+def _local(args: argparse.Namespace) -> int:
+    pass
 
 
 def _local_stack(args: argparse.Namespace) -> Any:

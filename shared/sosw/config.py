@@ -51,6 +51,17 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "write_retry_cap_seconds": 2.0,
     # Time-to-live of closed tasks, in seconds (None keeps them). Written as the `ttl` attribute.
     "closed_task_ttl_seconds": None,
+    # --- jobs (sosw.jobs): one business job as many tasks, followed as one thing ---
+    "sosw_jobs_table": "sosw_jobs",
+    "sosw_jobs_index": "sosw_jobs_by_list",
+    # Counter items per job: closes spread over them, so one job closing 1,000 tasks a second writes each
+    # item about 1000/N times a second (DynamoDB serialises writes to one item). At most 100 (one BatchGetItem).
+    "job_counter_shards": 32,
+    # EventBridge bus of the "Job Finished" / "Job Failed" / "Job Cancelled" events (source "sosw").
+    "job_event_bus": "default",
+    # sosw's Scheduler config for sosw-format jobs: one schema ({"chunkable_attrs": [...]}) and/or variants.
+    "job_schema": None,
+    "job_schema_variants": None,
 }
 
 _POSITIVE_INTS = (
@@ -92,6 +103,9 @@ def build_config(custom_config: Mapping[str, Any] | None) -> dict[str, Any]:
         )
     if not isinstance(config["labourers"], Mapping):
         raise ConfigError(f"labourers: expected a dict of name -> settings, got {config['labourers']!r}")
+    shards = config["job_counter_shards"]
+    if isinstance(shards, bool) or not isinstance(shards, int) or not 1 <= shards <= 100:
+        raise ConfigError(f"job_counter_shards: expected an integer from 1 to 100, got {shards!r}")
     ttl = config["closed_task_ttl_seconds"]
     if ttl is not None and (isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 1):
         raise ConfigError(f"closed_task_ttl_seconds: expected a positive integer or None, got {ttl!r}")

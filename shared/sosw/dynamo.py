@@ -299,44 +299,34 @@ BATCH_GET_SIZE = 100
 def batch_get(
     client: DynamoDBClient,
     table: str,
-    keys: Iterable[Mapping[str, Any]],
+    keys: Sequence[Mapping[str, Any]],
     *,
-    consistent: bool = False,
+    consistent: bool = True,
     attempts: int = 8,
     base: float = 0.05,
     cap: float = 2.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[dict[str, Any]]:
-    """Read items by key with BatchGetItem, ``BATCH_GET_SIZE`` keys a request; keys without an item are left out.
+    """The items of ``keys`` that exist (in no particular order), ``BATCH_GET_SIZE`` keys a request.
 
-    The items come back in no particular order. UnprocessedKeys are asked for again with backoff and full
-    jitter, a bounded number of times.
+    UnprocessedKeys are asked for again with backoff and full jitter, a bounded number of times.
     """
-    items: list[dict[str, Any]] = []
-    chunk: list[dict[str, Any]] = []
-
-    def flush() -> None:
-        request: dict[str, Any] = {"Keys": [serialize_item(k) for k in chunk]}
-        if consistent:
-            request["ConsistentRead"] = True
-        pending: dict[str, Any] = {table: request}
+    found: list[dict[str, Any]] = []
+    for start in range(0, len(keys), BATCH_GET_SIZE):
+        pending: dict[str, Any] = {
+            table: {
+                "Keys": [serialize_item(k) for k in keys[start : start + BATCH_GET_SIZE]],
+                "ConsistentRead": consistent,
+            }
+        }
         delays = backoff_delays(attempts, base, cap)
         while pending:
             response = client.batch_get_item(RequestItems=pending)
-            items.extend(deserialize_item(i) for i in response.get("Responses", {}).get(table, []))
+            found.extend(deserialize_item(i) for i in response.get("Responses", {}).get(table, []))
             pending = response.get("UnprocessedKeys") or {}
             if pending:
                 delay = next(delays, None)
                 if delay is None:
-                    left = len(pending.get(table, {}).get("Keys", []))
-                    raise RuntimeError(f"BatchGetItem left {left} key(s) unprocessed after {attempts} tries")
+                    raise RuntimeError(f"BatchGetItem left keys of {table} unread after {attempts} tries")
                 sleep(delay)
-        chunk.clear()
-
-    for key in keys:
-        chunk.append(dict(key))
-        if len(chunk) == BATCH_GET_SIZE:
-            flush()
-    if chunk:
-        flush()
-    return items
+    return found

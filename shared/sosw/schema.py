@@ -38,7 +38,7 @@ class IndexSchema:
 
 @dataclass(frozen=True)
 class TableSchema:
-    role: str  # tasks | retry | closed | meta | leases: what the table is for, whatever its name
+    role: str  # tasks | retry | closed | meta | leases | jobs: what the table is for, whatever its name
     name: str
     hash_key: KeyAttribute
     range_key: KeyAttribute | None = None
@@ -173,4 +173,14 @@ def table_schemas(
         closed = replace(
             closed, capacity=SOSW_CAPACITY, ttl_attribute=None, indexes=(replace(closed_index, include=include),)
         )
-    return {t.role: t for t in (tasks, retry, closed, meta, leases)}
+    # This project's: one header item per job (its key is the job id) and its counter shards ("<job_id>#<n>").
+    # The index holds only the headers (sparse: "open" until the job's end event is published, then "done").
+    jobs = TableSchema(
+        role="jobs",
+        name=config["sosw_jobs_table"],
+        hash_key=KeyAttribute("job_id", "S"),
+        indexes=(
+            IndexSchema(config["sosw_jobs_index"], KeyAttribute("job_list", "S"), KeyAttribute("created_at", "N")),
+        ),
+    )
+    return {t.role: t for t in (tasks, retry, closed, meta, leases, jobs)}

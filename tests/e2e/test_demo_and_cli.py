@@ -27,6 +27,9 @@ def test_demo_closes_every_task_as_expected(dynamodb_local, capsys):
     dead = sum(end == "dead" for _, end, _ in flaky_payloads(20))
     assert dead == 2
     assert f"exactly once as expected ({60 - dead} completed, {dead} dead, one notification" in out
+    # The 40 reliable tasks were one job, made by the Scheduler Lambda, announced once when they all completed
+    assert "event 'Job Finished' (source sosw): job demo-job, completed 40, dead 0, cancelled 0" in out
+    assert "OK: job demo-job followed as one thing: 40 tasks, one end event" in out
 
 
 @pytest.fixture
@@ -144,3 +147,82 @@ def test_local_stack_is_the_synthesized_stack(tmp_path):
     assert (tmp_path / "cdk.out").exists() and all(
         (tmp_path / "cdk.out" / f.code_dir.rsplit("/", 1)[-1] / "app.py").is_file() for f in spec.functions
     )
+
+
+# ---------------------------------------------------------------- jobs
+
+
+def test_cli_job_submit_status_list_cancel(local_cli, capsys, tmp_path):
+    lines = tmp_path / "files.jsonl"
+    lines.write_text("\n".join(json.dumps({"file": f"f{i}.csv"}) for i in range(5)) + "\n")
+    # Given a job submitted from a JSON Lines file of payloads
+    code, out, err = run(capsys, "job", "submit", str(lines), "--labourer", "alpha", "--job-id", "files-1")
+    assert (code, out) == (0, "files-1\n") and "5 task(s) for alpha" in err
+    # Then its status shows the progress, the counts and the open tasks
+    code, out, _ = run(capsys, "job", "status", "files-1")
+    assert code == 0 and "0 of 5 closed" in out and "queued 5" in out and "time left unknown" in out
+    code, out, _ = run(capsys, "job", "status", "files-1", "--json")
+    assert json.loads(out)["total"] == 5
+    assert "files-1  alpha  running  total 5" in run(capsys, "job", "list")[1]
+    # When it is cancelled, nothing running: every task is cancelled and the job ends, announced once
+    code, out, _ = run(capsys, "job", "cancel", "files-1")
+    assert code == 0 and "5 task(s) cancelled, 0 still running; state cancelled" in out
+    assert [e["detail-type"] for e in local_cli.job_events()] == ["Job Cancelled"]
+    assert "files-1  alpha  cancelled  total 5  completed 0, dead 0, cancelled 5" in run(capsys, "job", "list")[1]
+    code, _, err = run(capsys, "job", "cancel", "files-1")
+    assert code == 1 and "has ended (cancelled)" in err
+
+
+def test_cli_sosw_job_dry_run_previews_and_submit_creates_the_same(local_cli, capsys, tmp_path):
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"lambda_name": "alpha", "stores": ["a", "b", "c"], "isolate_stores": True}))
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps({"job_schema": {"chunkable_attrs": [["store", {}]]}}))  # sosw's Scheduler config
+    code, out, _ = run(capsys, "job", "submit", str(job), "--job-schema", str(schema), "--dry-run")
+    preview = sorted(out.splitlines())
+    assert code == 0 and len(preview) == 3 and scan_all(local_cli.config)["tasks"] == []
+    code, out, _ = run(capsys, "job", "submit", str(job), "--job-schema", str(schema), "--job-id", "stores")
+    assert code == 0
+    stored = sorted(
+        json.dumps({**json.loads(t["payload"])}) for t in scan_all(local_cli.config)["tasks"] if t["job_id"] == "stores"
+    )
+    assert [json.loads(line) for line in preview] == [json.loads(line) for line in stored]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--labourer", "ghost"], "unknown labourer 'ghost'"),
+        (
+            ["--labourer", "alpha", "--tolerance", "150"],
+            "tolerated_failure_percentage: expected a number from 0 to 100",
+        ),
+        (["--labourer", "alpha", "--job-id", "x y"], "job_id: expected"),
+    ],
+)
+def test_cli_job_bad_input_is_one_clear_line_and_writes_nothing(local_cli, capsys, tmp_path, args, message):
+    lines = tmp_path / "p.jsonl"
+    lines.write_text('{"n": 1}\n')
+    code, _out, err = run(capsys, "job", "submit", str(lines), *args)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert all(not items for items in scan_all(local_cli.config).values())
+
+
+def test_cli_job_bad_files_name_the_problem_and_write_nothing(local_cli, capsys, tmp_path):
+    empty, bad, job = tmp_path / "empty.jsonl", tmp_path / "bad.jsonl", tmp_path / "job.json"
+    empty.write_text("\n")
+    bad.write_text('{"n": 1}\n{"n": \n')
+    job.write_text(json.dumps({"lambda_name": "alpha", "stores": ["a"], "isolate_stores": True, "period": "fortnight"}))
+    schema = tmp_path / "schema.json"
+    schema.write_text(json.dumps({"chunkable_attrs": [["store", {}]]}))
+    cases = [
+        (["job", "submit", str(empty), "--labourer", "alpha"], "payloads: the job makes no task"),
+        (["job", "submit", str(bad), "--labourer", "alpha"], f"{bad}:2: not valid JSON"),
+        (["job", "submit", str(job), "--job-schema", str(schema)], "period: unsupported period 'fortnight'"),
+        (["job", "submit", str(job), "--job-schema", str(schema), "--dry-run"], "period: unsupported period"),
+        (["job", "status", "nope"], "job_id: no job 'nope'"),
+    ]
+    for args, message in cases:
+        code, out, err = run(capsys, *args)
+        assert code == 2 and message in err and out == "", (args, err)
+    assert all(not items for items in scan_all(local_cli.config).values())

@@ -197,37 +197,94 @@ def test_scavenger_moves_tasks_and_publishes_dead_ones_and_wakes_only_the_orches
             "Action": ["lambda:GetFunctionConfiguration"],
             "Resource": [dev.function_arn("dev_example_worker")],
         },
+        # Following the jobs: their headers and counters, the sweep of a failed job's tasks, the end event
+        "Jobs": {
+            "Action": ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem"],
+            "Resource": [dev.table_arn("dev_sosw_jobs"), dev.index_arn("dev_sosw_jobs", "sosw_jobs_by_list")],
+        },
+        "SweepJobTasks": {
+            "Action": ["dynamodb:BatchGetItem"],
+            "Resource": [
+                dev.table_arn("dev_sosw_closed_tasks"),
+                dev.table_arn("dev_sosw_retry_tasks"),
+                dev.table_arn("dev_sosw_tasks"),
+            ],
+        },
+        "PublishJobEvents": {"Action": ["events:PutEvents"], "Resource": [_account_arn("events", "event-bus/default")]},
     }
     assert dev.statements_by_sid("dev_sosw_scavenger") == expected
     invokes = [s for s in dev.statements("dev_sosw_scavenger") if "lambda:InvokeFunction" in as_list(s["Action"])]
     assert [s["Resource"] for s in invokes] == [_named_function("dev_sosw_orchestrator")]
 
 
-def test_assistant_and_failure_handler_report_free_slots_and_wake_dispatch_nothing_more(dev: Synth):
-    for name in ("dev_sosw_worker_assistant", "dev_sosw_failure_handler"):
-        expected = {
-            **_control(dev, name),
-            "OpenTasks": {
-                "Action": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
-                "Resource": [dev.table_arn("dev_sosw_tasks")],
-            },
-            "SlotCounters": {
-                "Action": ["dynamodb:UpdateItem"],
-                "Resource": [dev.table_arn("dev_sosw_orchestrator_leases")],
-            },
-            "WakeDispatch": {
-                "Action": ["lambda:InvokeFunction"],
-                "Resource": [_named_function("dev_sosw_orchestrator"), _named_function("dev_sosw_scavenger")],
-            },
-        }
-        if name == "dev_sosw_worker_assistant":
-            # It closes a completed task in the report's own transaction: delete it open, put it closed.
-            expected["OpenTasks"]["Action"] = ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:UpdateItem"]
-            expected["ClosedTasks"] = {
-                "Action": ["dynamodb:PutItem"],
-                "Resource": [dev.table_arn("dev_sosw_closed_tasks")],
-            }
-        assert dev.statements_by_sid(name) == expected, name
+def test_assistant_and_failure_handler_report_free_slots_wake_dispatch_and_the_assistant_closes_completions(
+    dev: Synth,
+):
+    reporting = {
+        "OpenTasks": {
+            "Action": ["dynamodb:GetItem", "dynamodb:UpdateItem"],
+            "Resource": [dev.table_arn("dev_sosw_tasks")],
+        },
+        "SlotCounters": {
+            "Action": ["dynamodb:UpdateItem"],
+            "Resource": [dev.table_arn("dev_sosw_orchestrator_leases")],
+        },
+        "WakeDispatch": {
+            "Action": ["lambda:InvokeFunction"],
+            "Resource": [_named_function("dev_sosw_orchestrator"), _named_function("dev_sosw_scavenger")],
+        },
+    }
+    assert dev.statements_by_sid("dev_sosw_failure_handler") == {
+        **_control(dev, "dev_sosw_failure_handler"),
+        **reporting,
+    }
+    # The assistant closes a completion in one transaction: delete the open task, put the closed one, and
+    # count it on one of its job's counter items (keys with '#'; a job's header key never has one)
+    assert dev.statements_by_sid("dev_sosw_worker_assistant") == {
+        **_control(dev, "dev_sosw_worker_assistant"),
+        **reporting,
+        "CloseCompletedTasks": {"Action": ["dynamodb:DeleteItem"], "Resource": [dev.table_arn("dev_sosw_tasks")]},
+        "ArchiveCompletedTasks": {"Action": ["dynamodb:PutItem"], "Resource": [dev.table_arn("dev_sosw_closed_tasks")]},
+        "JobCounters": {
+            "Action": ["dynamodb:UpdateItem"],
+            "Resource": [dev.table_arn("dev_sosw_jobs")],
+            "Condition": {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["*#*"]}},
+        },
+    }
+
+
+def test_scheduler_creates_jobs_and_their_tasks_reads_job_files_and_continues_only_itself(dev: Synth):
+    bucket = dev.logical_id("AWS::S3::Bucket")
+    expected = {
+        **_control(dev, "dev_sosw_scheduler"),
+        "Jobs": {
+            "Action": ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"],
+            "Resource": [dev.table_arn("dev_sosw_jobs")],
+        },
+        # Conditional creation: put if the id is in none of the three tables; the queue's end from the index
+        "CreateTasks": {
+            "Action": ["dynamodb:ConditionCheckItem", "dynamodb:PutItem", "dynamodb:Query"],
+            "Resource": [dev.table_arn("dev_sosw_tasks"), dev.index_arn("dev_sosw_tasks", "sosw_tasks_greenfield")],
+        },
+        "TaskIdsTaken": {
+            "Action": ["dynamodb:ConditionCheckItem"],
+            "Resource": [dev.table_arn("dev_sosw_closed_tasks"), dev.table_arn("dev_sosw_retry_tasks")],
+        },
+        "ReadJobFiles": {
+            "Action": ["s3:GetObject"],
+            "Resource": [{"Fn::Join": ["", [{"Fn::GetAtt": [bucket, "Arn"]}, "/*"]]}],
+        },
+        "ContinueItself": {
+            "Action": ["lambda:InvokeFunction"],
+            "Resource": [_account_arn("lambda", "function:dev_sosw_scheduler")],
+        },
+    }
+    assert dev.statements_by_sid("dev_sosw_scheduler") == expected
+
+
+def _account_arn(service: str, resource: str) -> dict[str, Any]:
+    parts = ["arn:", {"Ref": "AWS::Partition"}, f":{service}:", {"Ref": "AWS::Region"}, ":"]
+    return {"Fn::Join": ["", [*parts, {"Ref": "AWS::AccountId"}, f":{resource}"]]}
 
 
 def test_a_worker_may_only_report_to_the_assistant_and_reach_the_failure_handler(dev: Synth):
@@ -295,6 +352,7 @@ def test_a_customer_managed_table_key_is_usable_only_through_dynamodb(prod: Synt
         "prod_sosw_scavenger",
         "prod_sosw_worker_assistant",
         "prod_sosw_failure_handler",
+        "prod_sosw_scheduler",
     ):
         statement = prod.statements_by_sid(name)["UseTableKey"]
         assert statement["Action"] == ["kms:Decrypt", "kms:DescribeKey", "kms:Encrypt", "kms:GenerateDataKey"]

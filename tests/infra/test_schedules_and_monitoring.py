@@ -34,10 +34,10 @@ def test_rates_are_configurable(prod: Synth):
     assert _rule_for(prod, "prod_sosw_scavenger")["ScheduleExpression"] == "cron(0/5 * * * ? *)"
 
 
-def test_eventbridge_may_invoke_only_the_two_scheduled_functions_from_its_own_rules(dev: Synth):
+def test_eventbridge_may_invoke_only_the_two_scheduled_functions_and_the_scheduler_from_its_own_rules(dev: Synth):
     permissions = [p["Properties"] for p in dev.of_type("AWS::Lambda::Permission").values()]
     assert sorted(json.dumps(p["FunctionName"]) for p in permissions) == sorted(
-        json.dumps(dev.function_arn(n)) for n in ("dev_sosw_orchestrator", "dev_sosw_scavenger")
+        json.dumps(dev.function_arn(n)) for n in ("dev_sosw_orchestrator", "dev_sosw_scavenger", "dev_sosw_scheduler")
     )
     rules = {k for k in dev.of_type("AWS::Events::Rule")}
     for permission in permissions:
@@ -159,3 +159,43 @@ def test_every_labourer_has_a_queue_age_alarm(prod: Synth):
         assert alarm["Dimensions"] == [{"Name": "labourer_id", "Value": labourer}]
         assert alarm["Threshold"] == 3600 and alarm["ComparisonOperator"] == "GreaterThanThreshold"
         assert alarm["AlarmActions"] == [_alarm_topic(prod)]
+
+
+def test_a_job_file_uploaded_to_the_jobs_bucket_runs_the_scheduler(dev: Synth):
+    (bucket_id,) = dev.of_type("AWS::S3::Bucket")
+    bucket = dev.of_type("AWS::S3::Bucket")[bucket_id]["Properties"]
+    # The bucket sends its events to EventBridge itself (no custom resource), and is private, encrypted, TLS-only
+    assert bucket["NotificationConfiguration"] == {"EventBridgeConfiguration": {"EventBridgeEnabled": True}}
+    assert bucket["PublicAccessBlockConfiguration"] == {
+        "BlockPublicAcls": True,
+        "BlockPublicPolicy": True,
+        "IgnorePublicAcls": True,
+        "RestrictPublicBuckets": True,
+    }
+    assert not dev.of_type("Custom::S3BucketNotifications")
+    assert bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"] == [
+        {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+    ]
+    assert bucket["LifecycleConfiguration"]["Rules"] == [{"ExpirationInDays": 30, "Status": "Enabled"}]
+    (policy,) = [p["Properties"] for p in dev.of_type("AWS::S3::BucketPolicy").values()]
+    (deny,) = policy["PolicyDocument"]["Statement"]
+    assert deny["Effect"] == "Deny" and deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    (rule,) = [r["Properties"] for r in dev.of_type("AWS::Events::Rule").values() if "EventPattern" in r["Properties"]]
+    assert rule["EventPattern"] == {
+        "source": ["aws.s3"],
+        "detail-type": ["Object Created"],
+        "detail": {
+            "bucket": {"name": [{"Ref": bucket_id}]},
+            "object": {"key": [{"suffix": ".json"}, {"suffix": ".jsonl"}]},
+        },
+    }
+    (target,) = rule["Targets"]
+    assert target["Arn"] == dev.function_arn("dev_sosw_scheduler")
+    assert target["RetryPolicy"]["MaximumRetryAttempts"] == 2
+    # Invoked asynchronously, retried by Lambda twice: a run killed by its timeout resumes
+    (config,) = [
+        c["Properties"]
+        for c in dev.of_type("AWS::Lambda::EventInvokeConfig").values()
+        if c["Properties"]["FunctionName"] == {"Ref": dev.function("dev_sosw_scheduler")[0]}
+    ]
+    assert config["MaximumRetryAttempts"] == 2

@@ -9,7 +9,7 @@ import pytest
 from sosw.schema import table_schemas
 from tests.infra.conftest import Synth, cdk_context, parameter_config, synthesize
 
-ROLES = ("tasks", "retry", "closed", "meta", "leases")
+ROLES = ("tasks", "retry", "closed", "meta", "leases", "jobs")
 
 
 def _without_capacity(indexes: list[dict]) -> list[dict]:
@@ -49,7 +49,14 @@ def test_the_runtime_config_names_exactly_the_tables_the_stack_creates(dev: Synt
     assert names == created
     assert created == {
         f"dev_{n}"
-        for n in ("sosw_tasks", "sosw_retry_tasks", "sosw_closed_tasks", "sosw_tasks_meta", "sosw_orchestrator_leases")
+        for n in (
+            "sosw_tasks",
+            "sosw_retry_tasks",
+            "sosw_closed_tasks",
+            "sosw_tasks_meta",
+            "sosw_orchestrator_leases",
+            "sosw_jobs",
+        )
     }
 
 
@@ -121,7 +128,7 @@ def adopted(tmp_path_factory: pytest.TempPathFactory) -> Synth:
 
 def test_adopted_tables_are_not_created_and_the_others_are(adopted: Synth):
     created = {t["Properties"]["TableName"] for t in adopted.of_type("AWS::DynamoDB::Table").values()}
-    assert created == {"sosw_tasks_meta", "sosw_orchestrator_leases"}
+    assert created == {"sosw_tasks_meta", "sosw_orchestrator_leases", "sosw_jobs"}
     assert "sosw_tasks" in adopted.stderr and "does not manage" in adopted.stderr
 
 

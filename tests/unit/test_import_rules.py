@@ -1,7 +1,8 @@
 """The layer's dependency order, held by a test so it can't rot (README "Layout").
 
 base modules < sosw.tasks steps (model < context < queue < creation, claims, reports, moves < dead)
-< managers.task (the facade) < the roles (orchestrator, scavenger, worker_assistant, ...) < cli, console, local.
+< sosw.jobs (chunking, model < store, events < submit, tracking < api) < managers.task (the facade)
+< the roles (orchestrator, scavenger, worker_assistant, ...) < cli, console, local.
 The EcologyManager sits on the base alone. Lambda's handlers never reach the CLI, the local stack or CDK.
 """
 
@@ -67,6 +68,24 @@ STEPS = {
         "sosw.tasks.moves",
     },
 }
+#: The jobs capability (sosw.jobs) sits above the steps and below the facade; chunking needs the base alone.
+_TASKS = {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue", "sosw.tasks.creation", "sosw.tasks.moves"}
+JOBS = {
+    "sosw.jobs": set(),
+    "sosw.jobs.chunking": set(),
+    "sosw.jobs.model": set(),
+    "sosw.jobs.events": {"sosw.jobs.model"},
+    "sosw.jobs.store": {"sosw.jobs.model", "sosw.tasks.context", "sosw.tasks.model"},
+    "sosw.jobs.submit": {"sosw.jobs.chunking", "sosw.jobs.model", "sosw.jobs.store", *_TASKS},
+    "sosw.jobs.tracking": {"sosw.jobs.events", "sosw.jobs.model", "sosw.jobs.store", *_TASKS},
+    "sosw.jobs.api": {
+        "sosw.jobs.model",
+        "sosw.jobs.store",
+        "sosw.jobs.submit",
+        "sosw.jobs.tracking",
+        *_TASKS,
+    },
+}
 TOOLS = ("sosw.cli", "sosw.console", "sosw.local")
 
 
@@ -101,6 +120,15 @@ def test_every_step_module_is_listed_and_imports_only_what_lies_below_it():
     for name, allowed in STEPS.items():
         imported = sosw_imports(MODULES[name]) - {"sosw.tasks"}
         assert imported <= BASE | allowed, f"{name} imports {sorted(imported - BASE - allowed)}"
+
+
+def test_every_jobs_module_is_listed_and_imports_only_what_lies_below_it():
+    jobs = {name for name in MODULES if name == "sosw.jobs" or name.startswith("sosw.jobs.")}
+    assert jobs == set(JOBS), "a new module in sosw/jobs must take its place in JOBS"
+    for name, allowed in JOBS.items():
+        imported = sosw_imports(MODULES[name]) - {"sosw.jobs", "sosw.tasks"}
+        assert imported <= BASE | allowed, f"{name} imports {sorted(imported - BASE - allowed)}"
+        assert "sosw.managers.task" not in imported, name
 
 
 def test_no_step_module_imports_the_facade():

@@ -2,6 +2,8 @@
 
 Two labourers run the example worker: ``reliable`` (every task completes on its first attempt) and
 ``flaky`` (slow; some tasks fail their first attempt, some always fail, some pass the timeout). The
+reliable tasks are one job, sent to the Scheduler Lambda as sosw's job event: it is followed as one
+thing (its own progress bar) and ends with one ``Job Finished`` event, read back from EventBridge. The
 schedules run ``speed`` times faster than the stack's rates (``--speed 60``: a minute per second);
 durations and cooldowns are short instead of a fake clock. The exit code is 0 only when every task
 ended closed exactly as its payload says it should.
@@ -31,6 +33,8 @@ DEMO_CONTEXT: dict[str, Any] = {
     "stage": "demo",
     "nag": False,
     "dashboard": False,
+    # sosw's Scheduler config: the demo's job is chunked by section, one task each
+    "task_manager": {"job_schema": {"chunkable_attrs": [["section", {}]]}},
     "workers": {
         "reliable": {
             "code": "lambdas/worker",
@@ -108,9 +112,7 @@ def run_demo(
         )
         tm = stack.task_manager()
         expect = Expectation()
-        reliable_ids = tm.create_tasks(
-            tm.get_labourer("reliable"), [{"echo": i, "sleep": 0.05} for i in range(n_reliable)]
-        )
+        reliable_ids = _submit_job(stack, tm, n_reliable, console)
         expect.completed.update(reliable_ids)
         expect.attempts.update(dict.fromkeys(reliable_ids, 1))
         plan = flaky_payloads(n_flaky)
@@ -119,10 +121,31 @@ def run_demo(
             (expect.completed if end == "completed" else expect.dead).add(task_id)
             expect.attempts[task_id] = attempts
         totals = {"reliable": n_reliable, "flaky": n_flaky}
-        counts, letters = _drive(stack, tm, totals, tick, timeout, console)
+        counts, letters, events = _drive(stack, tm, totals, tick, timeout, console)
         closed = _closed_tasks(stack)
+        job = tm.get_job(JOB_ID)
         elapsed = time.monotonic() - started
-    return _summary(console, counts, closed, expect, elapsed, letters)
+    code = _summary(console, counts, closed, expect, elapsed, letters)
+    return _job_summary(console, job, events, n_reliable) or code
+
+
+#: The demo's job: the reliable labourer's tasks, as one sosw job.
+JOB_ID = "demo-job"
+
+
+def _submit_job(stack: LocalStack, tm: Any, n: int, console: Console) -> list[str]:
+    """sosw's job event to the Scheduler Lambda (asynchronously); its tasks' ids are derived from the job."""
+    sections = {f"s{i:04d}": {"echo": i, "sleep": 0.05} for i in range(n)}
+    job = {"lambda_name": "reliable", "isolate_sections": True, "sections": sections}
+    stack.submit_job({"job": job, "job_id": JOB_ID, "tolerated_failure_percentage": 0})
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        found = tm.list_jobs(limit=5)
+        if found and found[0]["state"] != "creating":
+            console.print(f"job {JOB_ID}: the Scheduler made {found[0]['total']} tasks for reliable")
+            return [f"{JOB_ID}.{i}" for i in range(n)]
+        time.sleep(0.2)
+    raise RuntimeError(f"the Scheduler did not create job {JOB_ID} (see the logs in {stack.log_dir})")
 
 
 def _drive(stack: LocalStack, tm: Any, totals: dict[str, int], tick: float, timeout: float, console: Console):
@@ -135,14 +158,24 @@ def _drive(stack: LocalStack, tm: Any, totals: dict[str, int], tick: float, time
         console=console,
     )
     bars = {name: progress.add_task(name, total=total, detail="") for name, total in totals.items()}
+    job_bar = progress.add_task("job", total=totals["reliable"], detail="")
     deadline = time.monotonic() + timeout
     counts: dict[str, dict[str, Any]] = {}
     letters: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
     with Live(progress, console=console, refresh_per_second=8, transient=False):
         while time.monotonic() < deadline:
             tick_started = time.monotonic()
             stack.schedule_tick()
             letters.extend(stack.dead_letters())
+            events = stack.job_events()
+            job = tm.get_job(JOB_ID)
+            progress.update(
+                job_bar,
+                completed=job["closed"],
+                detail=f"{JOB_ID} {job['state']:<9} completed {job['completed']:>3}  dead {job['dead']}  "
+                f"cancelled {job['cancelled']}  end event: {'published' if events else 'not yet'}",
+            )
             for labourer in tm.open_run_window():
                 c = tm.get_labourer_counts(labourer)
                 counts[labourer.id] = c
@@ -152,12 +185,29 @@ def _drive(stack: LocalStack, tm: Any, totals: dict[str, int], tick: float, time
                     f"completed {c['closed_completed']:>3}  dead {c['dead']:>2}"
                 )
                 progress.update(bars[labourer.id], completed=closed, detail=detail)
-            if all(counts[n]["closed_completed"] + counts[n]["dead"] >= t for n, t in totals.items()):
+            if events and all(counts[n]["closed_completed"] + counts[n]["dead"] >= t for n, t in totals.items()):
                 break
             time.sleep(max(0.0, tick - (time.monotonic() - tick_started)))
     stack.lambda_.wait_idle(10)
     letters.extend(stack.dead_letters())
-    return counts, letters
+    return counts, letters, stack.job_events()
+
+
+def _job_summary(console: Console, job: dict[str, Any], events: list[dict[str, Any]], n: int) -> int:
+    """The job's end: one ``Job Finished`` event whose counts are the job's (every task completed)."""
+    for event in events:
+        d = event["detail"]
+        console.print(
+            f"event {event['detail-type']!r} (source {event['source']}): job {d['job_id']}, "
+            f"completed {d['completed']}, dead {d['dead']}, cancelled {d['cancelled']}, "
+            f"in {d['duration_seconds']:.1f} s"
+        )
+    kinds = [e["detail-type"] for e in events]
+    if kinds != ["Job Finished"] or events[0]["detail"]["completed"] != n or job["completed"] != n:
+        console.print(f"[red]FAIL[/] job {JOB_ID}: end events {kinds}, {job['completed']} of {n} completed")
+        return 1
+    console.print(f"[green]OK[/]: job {JOB_ID} followed as one thing: {n} tasks, one end event")
+    return 0
 
 
 def _closed_tasks(stack: LocalStack) -> list[dict[str, Any]]:

@@ -1,5 +1,10 @@
-"""The whole stack on one machine: DynamoDB (Local), SSM/SNS/CloudWatch (moto's server), and every
-function of ``lambdas/`` behind the local Lambda endpoint, wired the way the CDK stack wires them.
+"""The whole stack on one machine: DynamoDB (Local), SSM/SNS/CloudWatch/S3/EventBridge (moto's server), and
+every function of ``lambdas/`` behind the local Lambda endpoint, wired the way the CDK stack wires them.
+
+Jobs: ``submit_job`` invokes the Scheduler asynchronously with sosw's job event; ``upload_job`` puts a job
+file in the jobs bucket and delivers the "Object Created" event the stack's EventBridge rule would; the
+end events the functions publish land on moto's EventBridge, and ``job_events()`` reads them back (a rule
+on source ``sosw`` sends them to a queue).
 
 The Orchestrator and the Scavenger are invoked through the Lambda endpoint like the schedules do;
 workers report through the WorkerAssistant; crashes reach the failure handler as on-failure records.
@@ -39,6 +44,8 @@ FAILURE_HANDLER = "sosw_failure_handler"
 ORCHESTRATOR = "sosw_orchestrator"
 SCAVENGER = "sosw_scavenger"
 ORCHESTRATOR_CONCURRENCY = 5
+SCHEDULER = "sosw_scheduler"
+JOBS_BUCKET = "sosw-jobs-local"
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,7 @@ def programmatic_stack(
         control("scavenger", SCAVENGER, 60, SOSW_DEAD_LETTER_TOPIC_ARN={"Ref": "DeadTasks"}, **wake),
         control("worker_assistant", ASSISTANT, 10, retries=2, **wake_both),  # as the CDK stack configures them
         control("failure_handler", FAILURE_HANDLER, 10, retries=2, **wake_both),
+        control("scheduler", SCHEDULER, 60, retries=2),
     ]
     worker_env = {"SOSW_WORKER_ASSISTANT_FUNCTION": ASSISTANT, "POWERTOOLS_SERVICE_NAME": "worker"}
     for worker in workers:
@@ -268,6 +276,8 @@ class LocalStack:
             "AWS_ENDPOINT_URL_SNS": moto_url,
             "AWS_ENDPOINT_URL_SQS": moto_url,
             "AWS_ENDPOINT_URL_CLOUDWATCH": moto_url,
+            "AWS_ENDPOINT_URL_EVENTBRIDGE": moto_url,
+            "AWS_ENDPOINT_URL_S3": moto_url,
         }
         self._set_env(env)
         client = aws.dynamodb_client()
@@ -319,6 +329,8 @@ class LocalStack:
                 QueueUrl=self.dead_letters_queue["QueueUrl"], AttributeNames=["QueueArn"]
             )["Attributes"]["QueueArn"]
             sns.subscribe(TopicArn=self.topic_arn, Protocol="sqs", Endpoint=queue_arn)
+        self._record_job_events(sqs)
+        boto3.client("s3").create_bucket(Bucket=JOBS_BUCKET)
         self.lambda_ = LocalLambda(functions, port=lambda_port, log_dir=self.log_dir).start()
         self.stream_pollers = [StreamPoller(m, self._dynamodb_endpoint).start() for m in self.spec.streams]
 
@@ -338,6 +350,19 @@ class LocalStack:
         target = self._code_root / name
         stage_code(source_dir, target)
         return target
+
+    def _record_job_events(self, sqs: Any) -> None:
+        """What the functions publish on EventBridge (source ``sosw``) goes to a queue this stack reads."""
+        queue = sqs.create_queue(QueueName="sosw-job-events-local")["QueueUrl"]
+        arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events = boto3.client("events")
+        bus = self.config.get("job_event_bus") or "default"
+        if bus != "default":
+            events.create_event_bus(Name=bus)
+        events.put_rule(Name="sosw-job-events", EventBusName=bus, EventPattern=json.dumps({"source": ["sosw"]}))
+        events.put_targets(Rule="sosw-job-events", EventBusName=bus, Targets=[{"Id": "queue", "Arn": arn}])
+        self._job_events_queue = queue
+        self._job_events: list[dict[str, Any]] = []
 
     def stop(self) -> None:
         for poller in self.stream_pollers:
@@ -406,6 +431,39 @@ class LocalStack:
         client = aws.lambda_client()
         for name in (self.orchestrator, self.scavenger):
             client.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")
+
+    @property
+    def scheduler(self) -> str:
+        return self.spec.function("scheduler").name
+
+    def submit_job(self, event: Mapping[str, Any]) -> None:
+        """Invoke the Scheduler asynchronously with sosw's job event (as a sosw user's code does)."""
+        aws.lambda_client().invoke(FunctionName=self.scheduler, InvocationType="Event", Payload=json.dumps(event))
+
+    def upload_job(self, key: str, body: str | bytes) -> None:
+        """Upload a job file and deliver the S3 "Object Created" event the stack's EventBridge rule sends."""
+        response = boto3.client("s3").put_object(Bucket=JOBS_BUCKET, Key=key, Body=body)
+        event = {
+            "version": "0",
+            "source": "aws.s3",
+            "detail-type": "Object Created",
+            "detail": {
+                "bucket": {"name": JOBS_BUCKET},
+                "object": {"key": key, "etag": response["ETag"].strip('"'), "sequencer": os.urandom(8).hex()},
+            },
+        }
+        aws.lambda_client().invoke(FunctionName=self.scheduler, InvocationType="Event", Payload=json.dumps(event))
+
+    def job_events(self) -> list[dict[str, Any]]:
+        """Every job end event published so far (EventBridge envelopes: ``detail-type``, ``detail``, ...)."""
+        sqs = boto3.client("sqs")
+        while True:
+            batch = sqs.receive_message(QueueUrl=self._job_events_queue, MaxNumberOfMessages=10).get("Messages", [])
+            if not batch:
+                return list(self._job_events)
+            for message in batch:
+                self._job_events.append(json.loads(message["Body"]))
+                sqs.delete_message(QueueUrl=self._job_events_queue, ReceiptHandle=message["ReceiptHandle"])
 
     def dead_letters(self) -> list[dict[str, Any]]:
         """The dead-task notifications published so far (drained from the SNS topic's test queue)."""

@@ -35,4 +35,5 @@ def prefixed_config(prefix: str, custom_config: Mapping[str, Any] | None = None)
     config["sosw_closed_tasks_table"] = f"{prefix}sosw_closed_tasks"
     config["sosw_tasks_meta_table"] = f"{prefix}sosw_tasks_meta"
     config["sosw_orchestrator_leases_table"] = f"{prefix}sosw_orchestrator_leases"
+    config["sosw_jobs_table"] = f"{prefix}sosw_jobs"
     return config

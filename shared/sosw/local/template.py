@@ -37,7 +37,7 @@ class TemplateFunction:
     on_failure: str | None = None  # a function name, or None (a queue or nothing)
     max_event_age: float | None = None
     retry_attempts: int = 0
-    role: str = "worker"  # orchestrator | scavenger | worker_assistant | failure_handler | worker
+    role: str = "worker"  # orchestrator | scavenger | worker_assistant | failure_handler | scheduler | worker
     source: str | None = None  # the code folder it was staged from, relative to the project
 
 
@@ -247,6 +247,8 @@ def _role(logical_id: str, props: Mapping[str, Any]) -> str:
     ):
         if logical_id.startswith(f"Functions{marker}"):
             return role
+    if logical_id.startswith("JobsScheduler"):
+        return "scheduler"
     return "worker"
 
 

@@ -4,11 +4,12 @@ Every method of sosw's TaskManager (the seed) keeps its name, arguments and mean
 delegates to the step that does the work: ``queue`` (reads and counts), ``creation``, ``claims``
 (claim and invoke), ``reports`` (start guard, completion, failure), ``moves`` (archive, retry,
 cancel, prioritise) and ``dead`` (dead tasks, redrive). New capabilities land as modules beside those,
-not as bodies here.
+not as bodies here: jobs (``sosw.jobs``) are one.
 """
 
 from __future__ import annotations
 
+import datetime
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
@@ -18,6 +19,7 @@ from aws_lambda_powertools import Logger
 from sosw.clock import Clock, SystemClock
 from sosw.config import DEFAULT_CONFIG, build_config
 from sosw.errors import UnknownLabourerError
+from sosw.jobs.api import TaskJobs
 from sosw.labourer import Labourer
 from sosw.managers.ecology import EcologyManager
 from sosw.tasks import compat
@@ -90,6 +92,7 @@ class TaskManager:
         self._moves = TaskMoves(self._ctx, self._queue)
         self._dead = DeadTasks(self._ctx, self._queue, self._moves)
         self._durations = TaskDurations(self._ctx)
+        self._jobs = TaskJobs(self._ctx, self._queue, self._creation, self._moves)
 
     # ------------------------------------------------------------------ clients and config
 
@@ -438,7 +441,7 @@ class TaskManager:
         return self._moves.retry_tasks(labourer, compat.stored_all(tasks))
 
     def cancel_task(self, task_id: str) -> bool:
-        """Close a queued task as dead with the error ``Cancelled``; False if it is not queued any more."""
+        """Close a queued or waiting task with the error ``Cancelled``; False if it is neither any more."""
         return self._moves.cancel_task(task_id)
 
     def prioritise_task(self, task_id: str) -> bool:
@@ -475,3 +478,57 @@ class TaskManager:
     def redrive_task(self, task: dict[str, Any]) -> bool:
         """Send a dead task back to the end of its queue, with max_attempts afresh, in one transaction."""
         return self._dead.redrive_task(compat.stored(task))
+
+    # ------------------------------------------------------------------ jobs (sosw.jobs)
+
+    @property
+    def jobs(self) -> TaskJobs:
+        """The jobs of this TaskManager (sources, preview, the tracker), for what the methods below don't say."""
+        return self._jobs
+
+    def create_job(
+        self,
+        labourer: Labourer | str | None,
+        payloads_or_job: Any,
+        *,
+        job_id: str | None = None,
+        tolerated_failure_percentage: float = 0,
+        job_schema: Mapping[str, Any] | None = None,
+        today: datetime.date | None = None,
+        remaining: Callable[[], float] | None = None,
+    ) -> dict[str, Any]:
+        """One business job as many tasks, followed as one thing; idempotent on ``job_id``.
+
+        ``payloads_or_job``: a list of payload dicts (one task each), or a job in sosw's Scheduler format
+        (a mapping; chunked by ``job_schema``, by default the config's ``job_schema`` /
+        ``job_schema_variants``, as sosw 0.7.51 chunks it, with ``today`` as its date). The job fails
+        when its dead tasks exceed ``tolerated_failure_percentage`` of its total. Returns :meth:`get_job`'s
+        answer, plus ``complete`` (False when ``remaining`` ran out: call again with the same ``job_id``).
+
+        >>> tm.create_job("resize", [{"key": f"{i}.png"} for i in range(40_000)], job_id="resize-2024-05")
+        """
+        return self._jobs.create_job(
+            labourer,
+            payloads_or_job,
+            job_id=job_id,
+            tolerated_failure_percentage=tolerated_failure_percentage,
+            job_schema=job_schema,
+            today=today,
+            remaining=remaining,
+        )
+
+    def get_job(self, job_id: str, *, breakdown: bool = False) -> dict[str, Any]:
+        """The job: state, total, exact counts of its closed tasks (completed, dead, cancelled), progress."""
+        return self._jobs.get_job(job_id, breakdown=breakdown)
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        """Cancel the job's queued and waiting tasks (running ones finish); its end event follows."""
+        return self._jobs.cancel_job(job_id)
+
+    def list_jobs(self, *, limit: int = 20, ended: bool | None = None) -> list[dict[str, Any]]:
+        """Jobs, newest first."""
+        return self._jobs.list_jobs(limit=limit, ended=ended)
+
+    def track_jobs(self, remaining: Callable[[], float] | None = None) -> Counter[str]:
+        """One pass over the open jobs: failure past the tolerance, cancelling, the end event (once)."""
+        return self._jobs.track(remaining)

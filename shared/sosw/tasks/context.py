@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from boto3.dynamodb.conditions import Attr, ConditionBase
 from botocore.exceptions import ClientError
@@ -21,7 +21,19 @@ from sosw.errors import InvalidInputError, UnknownLabourerError
 from sosw.labourer import Labourer
 from sosw.schema import table_schemas
 
-__all__ = ["TaskContext"]
+__all__ = ["CloseHook", "TaskContext"]
+
+
+class CloseHook(Protocol):
+    """Extra items for the one transaction that closes a task (or reopens one: a redrive).
+
+    ``row`` is the task as it is being closed (or as it was closed, when reopened), ``outcome`` one of
+    ``CLOSE_OUTCOMES`` (``completed``, ``dead``, ``cancelled``) and ``delta`` +1 for a close, -1 for a reopen.
+    It returns TransactWriteItems entries (low-level client format), usually none: whatever a close must
+    change elsewhere (a job's counters) changes in the same request, so it can't be lost or counted twice.
+    """
+
+    def __call__(self, row: Mapping[str, Any], outcome: str, delta: int) -> list[dict[str, Any]]: ...
 
 
 class TaskContext:
@@ -37,6 +49,11 @@ class TaskContext:
         self._labourers: list[Labourer] | None = None
         #: No leases table to keep slot counters in (sosw's own tables without the stack): see tasks.slots.
         self.counters_missing = False
+        #: Registered by capabilities beside the steps (sosw.jobs): see :class:`CloseHook`.
+        self.close_hooks: list[CloseHook] = []
+        #: Fields a worker's copy of its task must hold exactly as the stored task does for the copy to close
+        #: it (a hook reads them from the copy): a copy that differs falls back to the report-then-archive path.
+        self.close_guard_fields: set[str] = set()
 
     # ------------------------------------------------------------------ clients, tables, fields
 
@@ -136,6 +153,10 @@ class TaskContext:
         start = self.now()
         invoked = start + self.config["greenfield_invocation_delta"]
         return start, invoked, invoked - int(labourer.duration + labourer.cooldown)
+
+    def close_items(self, row: Mapping[str, Any], outcome: str, delta: int = 1) -> list[dict[str, Any]]:
+        """Every hook's extra items for the transaction that closes (``delta=-1``: reopens) ``row``."""
+        return [item for hook in self.close_hooks for item in hook(row, outcome, delta)]
 
     # ------------------------------------------------------------------ conditions and store primitives
 

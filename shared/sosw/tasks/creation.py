@@ -186,11 +186,19 @@ class TaskCreation:
         logger.info("Tasks created in bulk", extra={"labourer_id": labourer.id, "count": len(tasks)})
         return ids
 
-    def ensure_tasks(self, labourer: Labourer, tasks: Mapping[str, Mapping[str, Any]]) -> list[CreatedTask]:
+    def ensure_tasks(
+        self,
+        labourer: Labourer,
+        tasks: Mapping[str, Mapping[str, Any]],
+        *,
+        row_fields: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> list[CreatedTask]:
         """Idempotent creation with caller-chosen ids: ``{task_id: payload}``, queued in that order.
 
         A task whose id already exists (open, waiting for retry, or closed) is returned as it is: never
         reset, overwritten or duplicated. Writes are conditional transactions of up to 33 tasks.
+        ``row_fields`` (``{task_id: {field: value}}``) are stored on the task beside its payload (a job's
+        ``job_id``), never over the fields the TaskManager writes.
         """
         labourer = self.ctx.check_labourer(labourer)
         if not isinstance(tasks, Mapping):
@@ -199,7 +207,8 @@ class TaskCreation:
         for task_id, payload in tasks.items():
             check_task_id(task_id, f"tasks[{task_id!r}]")
             field = f"tasks[{task_id!r}]"
-            new.append(self._new_task(labourer, payload_to_json(check_payload_dict(payload, field), field), task_id))
+            task = self._new_task(labourer, payload_to_json(check_payload_dict(payload, field), field), task_id)
+            new.append({**(row_fields or {}).get(task_id, {}), **task})
         for task in new:
             check_task_size(
                 task,

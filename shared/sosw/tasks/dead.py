@@ -16,7 +16,7 @@ from sosw.labourer import Labourer
 from sosw.schema import TTL_ATTRIBUTE
 from sosw.tasks import compat
 from sosw.tasks.context import TaskContext
-from sosw.tasks.model import ATTEMPT_FIELDS, NOTIFY_PENDING, REDRIVE_OFFSET
+from sosw.tasks.model import ATTEMPT_FIELDS, NOTIFY_PENDING, REDRIVE_OFFSET, close_outcome
 from sosw.tasks.moves import TaskMoves
 from sosw.tasks.notices import DeadNotices
 from sosw.tasks.queue import TaskQueue
@@ -153,7 +153,10 @@ class DeadTasks:
             {_("task_id"): task[_("task_id")]},
             self.ctx.tasks_table,
             row,
-            [self.notices.delete_item(task[_("task_id")])],
+            [
+                self.notices.delete_item(task[_("task_id")]),
+                *self.ctx.close_items(task, close_outcome(task, completed=False), -1),  # no longer closed
+            ],
         )
         if moved:
             logger.info("Task redriven", extra={"task_id": task[_("task_id")], "labourer_id": labourer.id})

@@ -20,7 +20,7 @@ from sosw.labourer import Labourer
 from sosw.schema import TTL_ATTRIBUTE
 from sosw.tasks import compat
 from sosw.tasks.context import TaskContext
-from sosw.tasks.model import ATTEMPT_FIELDS, NOTIFY_PENDING
+from sosw.tasks.model import ATTEMPT_FIELDS, CANCELLED_ERROR, NOTIFY_PENDING, close_outcome
 from sosw.tasks.notices import DeadNotices
 from sosw.tasks.queue import TaskQueue
 from sosw.tasks.slots import SlotCounters, occupies_slot
@@ -77,7 +77,7 @@ class TaskMoves:
             {_("task_id"): task[_("task_id")]},
             self.ctx.closed_table,
             closed,
-            marker,
+            [*marker, *self.ctx.close_items(closed, close_outcome(closed, completed))],
             extra=self._free_slot(task),
         )
         if moved:
@@ -161,11 +161,10 @@ class TaskMoves:
         *,
         extra: tuple[ConditionBase, list[dict[str, Any]]] | None = None,
     ) -> bool:
-        """Delete from the source and put into the target, in one transaction, if the source is as read.
-
-        ``extra_items``: further transaction items (a notification's marker); ``extra``: a further condition
-        on the source with its items (a slot freed only if the task still holds it).
-        """
+        """One transaction: delete the source if ``source_condition`` holds, put the target if absent, and
+        ``extra_items`` (a notification's marker, what a close hook adds). ``extra``: a further condition on
+        the source with its items (a slot freed only if the task still holds it). False, and nothing
+        written, if a condition failed."""
         _ = self.ctx.field
         check_task_id(task.get(_("task_id")), _("task_id"))
         target_key = _("task_id")
@@ -206,14 +205,46 @@ class TaskMoves:
             return None
         return self.ctx.open_condition(), [self.slots.free_item(task[self.ctx.field("labourer_id")])]
 
-    def cancel_task(self, task_id: str) -> bool:
-        """Close a queued task as dead with the error ``Cancelled``; False if it is not queued any more."""
+    def cancel_task(self, task_id: str, reason: str = "cancelled by an operator") -> bool:
+        """Close a queued or waiting task with the error ``Cancelled``; False if it is neither any more."""
         status, task = self.queue.find_task(task_id)
-        if status != "open" or task.get(self.ctx.field("greenfield"), 0) >= self.queue.ceiling():
+        return self.cancel_found(status, task, reason)
+
+    def cancel_found(self, status: str, task: Mapping[str, Any], reason: str) -> bool:
+        """Cancel a task as read (``status`` as ``find_task`` says): one conditional transaction, like a close.
+
+        A queued task (open, below the invoked range) or one waiting for retry is closed; anything else
+        (running, reported, closed, unknown) is left alone: False.
+        """
+        _ = self.ctx.field
+        error = {"type": CANCELLED_ERROR, "message": reason}
+        if status == "open" and task.get(_("greenfield"), 0) < self.queue.ceiling():
+            return self.archive_task({**task, "last_error": error}, completed=False)
+        if status != "waiting":
             return False
-        return self.archive_task(
-            {**task, "last_error": {"type": "Cancelled", "message": "cancelled by an operator"}}, completed=False
+        self.ctx.require(task, "task_id", "labourer_id", "desired_launch_time")
+        now = self.ctx.now()
+        closed = {k: v for k, v in task.items() if k != _("desired_launch_time")}
+        closed.update({"last_error": error, _("closed_at"): now})
+        closed[_("labourer_id_task_status")] = f"{task[_('labourer_id')]}_0"
+        closed.setdefault(_("greenfield"), 0)
+        if self.ctx.config["closed_task_ttl_seconds"]:
+            closed[TTL_ATTRIBUTE] = now + self.ctx.config["closed_task_ttl_seconds"]
+        source = Attr(_("task_id")).exists() & Attr(_("desired_launch_time")).eq(task[_("desired_launch_time")])
+        key = {_("labourer_id"): task[_("labourer_id")], _("task_id"): task[_("task_id")]}
+        moved = self.move(
+            task,
+            source,
+            self.ctx.retry_table,
+            key,
+            self.ctx.closed_table,
+            closed,
+            extra_items=self.ctx.close_items(closed, "cancelled"),
         )
+        if moved:
+            self.ctx.stats["tasks_cancelled"] += 1
+            logger.info("Waiting task cancelled", extra={"task_id": task[_("task_id")], "reason": reason})
+        return moved
 
     def prioritise_task(self, task_id: str) -> bool:
         """Move a queued task to the head of its queue; False if it is not queued any more."""

@@ -102,6 +102,8 @@ class TaskReports:
             & Attr(_("attempts")).eq(attempt)
             & self.ctx.open_condition()
         )
+        for name in sorted(self.ctx.close_guard_fields):  # what the hooks read from the copy is the stored value
+            source = source & (Attr(name).eq(task[name]) if name in task else Attr(name).not_exists())
         delete_ex, put_ex = Expressions(), Expressions()
         items = [
             {
@@ -122,6 +124,7 @@ class TaskReports:
                     **put_ex.params(),
                 }
             },
+            *self.ctx.close_items(closed, "completed"),
         ]
         items.append(self.slots.free_item(labourer.id))
         try:
@@ -129,6 +132,10 @@ class TaskReports:
         except TransactionCancelled as cancelled:
             old = cancelled.reasons[0].get("Item") or {}
             was_closed = cancelled.reasons[1].get("Item") or {}
+            if old and any(old.get(name) != task.get(name) for name in self.ctx.close_guard_fields):
+                # A copy without what the stored task carries (a worker of an older release): report the
+                # completion on the stored task instead, which the Scavenger then closes from its own row.
+                return self.mark_task_completed(task_id, attempt=attempt, result=result, stats=stats)
             if not old and was_closed.get(_("attempts")) == attempt and _("completed_at") in was_closed:
                 outcome, reason = ReportOutcome.DUPLICATE, "this attempt was already reported (completed and closed)"
             else:
