@@ -194,7 +194,8 @@ def test_closes_are_counted_exactly_in_their_own_transaction(manager, config):
     # A completion by the worker's copy: still one request, with one more item
     assert run_and_close(manager, "c.0")
     completion_calls = dict(hook.calls)
-    assert completion_calls == {"GetItem": 2, "UpdateItem": 1, "TransactWriteItems": 1}  # 2 reads + claim: the test's
+    # 2 reads and the claim (a transaction with the slot counter) are the test's; the completion is 1 transaction
+    assert completion_calls == {"GetItem": 2, "TransactWriteItems": 2}
     assert run_and_close(manager, "c.1", "dead")
     assert manager.cancel_task("c.2")
     job = manager.get_job("c")
@@ -214,8 +215,10 @@ def test_a_completion_adds_no_request_and_one_item_to_the_close(manager):
         lambda params, **_: sent.append(len(params["TransactItems"])),
     )
     assert run_and_close(manager, plain["task_id"]) and run_and_close(manager, "r.0")
-    # Then each close is one TransactWriteItems; the job's has one more item (its counter update)
-    assert sent == [2, 3]
+    # Then each close is one TransactWriteItems; the job's has one more item (its counter update). Each claim
+    # is a transaction too (the task and its slot counter), and each close frees the slot: 3 items, 4 with a job
+    claims, closes = sent[0::2], sent[1::2]
+    assert claims == [2, 2] and closes == [3, 4]
 
 
 def test_a_worker_copy_without_the_job_falls_back_and_is_still_counted(manager):
