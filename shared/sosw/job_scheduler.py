@@ -23,7 +23,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from sosw.errors import InvalidInputError
-from sosw.jobs.submit import JobSource
+from sosw.jobs.submit import JobSource, json_lines
 from sosw.managers.task import TaskManager
 
 __all__ = ["JobScheduler", "S3JsonLinesSource"]
@@ -42,17 +42,7 @@ class S3JsonLinesSource(JobSource):
 
     def payloads(self, today: datetime.date) -> Iterator[dict[str, Any]]:
         body = self.s3.get_object(Bucket=self.bucket, Key=self.key)["Body"]
-        for number, line in enumerate(body.iter_lines(), start=1):
-            if not line.strip():
-                continue
-            where = f"s3://{self.bucket}/{self.key}:{number}"
-            try:
-                payload = json.loads(line)
-            except ValueError as exc:
-                raise InvalidInputError(where, f"not valid JSON ({exc})") from None
-            if not isinstance(payload, dict):
-                raise InvalidInputError(where, f"expected a JSON object, got {type(payload).__name__}")
-            yield payload
+        yield from json_lines(body.iter_lines(), f"s3://{self.bucket}/{self.key}")
 
 
 class JobScheduler:

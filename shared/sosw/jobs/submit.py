@@ -91,6 +91,20 @@ class PayloadSource(JobSource):
             yield check_payload_dict(payload, f"payloads[{i}]")
 
 
+def json_lines(lines: Iterable[str | bytes], where: str) -> Iterator[dict[str, Any]]:
+    """One payload per non-blank line; a bad line is an error naming ``<where>:<line number>``."""
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            payload = json.loads(line)
+        except ValueError as exc:
+            raise InvalidInputError(f"{where}:{number}", f"not valid JSON ({exc})") from None
+        if not isinstance(payload, dict):
+            raise InvalidInputError(f"{where}:{number}", f"expected a JSON object, got {type(payload).__name__}")
+        yield payload
+
+
 class JsonLinesSource(JobSource):
     """A JSON Lines file, one payload object per line (blank lines skipped); errors name ``file:line``."""
 
@@ -101,17 +115,7 @@ class JsonLinesSource(JobSource):
 
     def payloads(self, today: datetime.date) -> Iterator[dict[str, Any]]:
         with self.path.open() as lines:
-            for number, line in enumerate(lines, start=1):
-                if not line.strip():
-                    continue
-                where = f"{self.path}:{number}"
-                try:
-                    payload = json.loads(line)
-                except ValueError as exc:
-                    raise InvalidInputError(where, f"not valid JSON ({exc})") from None
-                if not isinstance(payload, dict):
-                    raise InvalidInputError(where, f"expected a JSON object, got {type(payload).__name__}")
-                yield payload
+            yield from json_lines(lines, str(self.path))
 
 
 class SoswJobSource(JobSource):
