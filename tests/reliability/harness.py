@@ -233,10 +233,9 @@ def loop_process(
         if kind == "orchestrator":
             # A run that follows the work (continuous dispatch) until the process's time is up
             safety = float(tm.config.get("orchestrator_safety_seconds", 5))
-            until = min(deadline, time.monotonic() + 4)
 
-            def remaining(until: float = until, safety: float = safety) -> float:
-                return safety + until - time.monotonic()
+            def remaining(safety: float = safety) -> float:
+                return safety + deadline - time.monotonic()
 
             Orchestrator(tm).run(remaining, follow=True)
         else:

@@ -161,12 +161,11 @@ def run_threads(
                     install(tm.dynamo_db_client)
                 managers.append(tm)
                 if kind == "orchestrator":
-                    # Runs that follow the work (continuous dispatch) for a few seconds each, or until stopped
-                    until_run = time.monotonic() + 4
+                    # Runs that follow the work (continuous dispatch) until there is none, or until stopped
                     safety = float(tm.config.get("orchestrator_safety_seconds", 5))
 
-                    def remaining(until_run: float = until_run, safety: float = safety) -> float:
-                        return safety + (0.0 if stop_event.is_set() else until_run - time.monotonic())
+                    def remaining(safety: float = safety) -> float:
+                        return 0.0 if stop_event.is_set() else safety + 60.0
 
                     report = Orchestrator(tm).run(remaining, follow=True)
                     errors.extend(f"{k}: {v.error}" for k, v in report.labourers.items() if v.error)
