@@ -29,8 +29,9 @@ NOTIFY_PENDING = "notify_pending"
 REDRIVE_OFFSET = "redrive_offset"
 # What a worker reported about an attempt: cleared when the next attempt is claimed.
 REPORT_FIELDS = ("result", "stats", "last_error")
-# Task fields a worker receives besides its payload (sosw sends the payload; we add these for fencing).
-WORKER_EVENT_FIELDS = ("task_id", "labourer_id", "created_at", "greenfield", "attempts")
+# Task fields a worker receives besides its payload (sosw sends the payload; we add these for fencing), and
+# sosw's failure count: a completion that closes the task at once builds the closed row from the worker's copy.
+WORKER_EVENT_FIELDS = ("task_id", "labourer_id", "created_at", "greenfield", "attempts", "failed_attempts")
 
 
 class InvokeResult(StrEnum):
