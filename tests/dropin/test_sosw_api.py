@@ -11,6 +11,7 @@ from unittest.mock import MagicMock
 import boto3
 
 from sosw.labourer import Labourer
+from sosw.managers.task import WORKER_EVENT_FIELDS
 from tests.conftest import scan_all
 
 
@@ -169,3 +170,22 @@ def test_labourers_keep_custom_attributes_accept_int_ids_and_an_unknown_one_is_n
     # Then it is closed under the id as text; and an unknown labourer is None, as in sosw
     assert manager.get_closed_task_by_id(task["task_id"])["labourer_id_task_status"] == "42_1"
     assert manager.get_labourer("unknown") is None
+
+
+def test_a_completion_that_closes_at_once_keeps_sosws_failure_count(manager, config):
+    # Given a task that failed once, waited, and was claimed again
+    alpha = manager.register_labourers()[0]
+    task = manager.mark_task_invoked(alpha, manager.create_task(alpha, payload={"n": 1}))
+    assert manager.mark_task_failed(task["task_id"], attempt=1, error_type="Boom")
+    assert manager.move_task_to_retry_table(manager.get_task_by_id(task["task_id"]), 0)
+    manager.open_run_window()
+    assert manager.retry_tasks(alpha, manager.get_tasks_to_retry_for_labourer(alpha)) == 1
+    manager.open_run_window()
+    claimed = manager.mark_task_invoked(alpha, manager.get_task_by_id(task["task_id"]))
+    # When the worker completes it with its copy of the task (what it was invoked with), closing it at once
+    event = manager.worker_event(claimed)
+    copy = {k: event[k] for k in WORKER_EVENT_FIELDS if k in event} | {"payload": json.dumps({"n": 1})}
+    assert manager.complete_and_archive_task(copy, attempt=2, result={"ok": 1})
+    # Then the closed row keeps sosw's failed_attempts, as sosw's archive keeps every field
+    (closed,) = scan_all(config)["closed"]
+    assert closed["failed_attempts"] == 1 and closed["attempts"] == 2 and closed["result_ok"] == 1

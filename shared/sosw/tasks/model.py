@@ -34,8 +34,18 @@ REDRIVE_OFFSET = "redrive_offset"
 # What a worker reported about an attempt: cleared when the next attempt is claimed.
 REPORT_FIELDS = ("result", "stats", "last_error")
 # Task fields a worker receives besides its payload (sosw sends the payload; we add these for fencing, and
-# a job's task its job: the worker's copy of its task closes it, and the close counts for the job).
-WORKER_EVENT_FIELDS = ("task_id", "labourer_id", "created_at", "greenfield", "attempts", "job_id", "job_shard")
+# a job's task its job: the worker's copy of its task closes it, and the close counts for the job), and sosw's
+# failure count: a completion that closes the task at once builds the closed row from the worker's copy.
+WORKER_EVENT_FIELDS = (
+    "task_id",
+    "labourer_id",
+    "created_at",
+    "greenfield",
+    "attempts",
+    "job_id",
+    "job_shard",
+    "failed_attempts",
+)
 #: The error type of a task closed because it was cancelled (by an operator, or by its job): not counted as dead.
 CANCELLED_ERROR = "Cancelled"
 #: How a task ends, for whoever counts closes (see ``TaskContext.close_hooks``).
