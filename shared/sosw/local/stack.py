@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import tempfile
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -152,6 +153,10 @@ class LocalStack:
         self.lambda_: LocalLambda | None = None
         self._saved_env: dict[str, str | None] = {}
         self.log_dir = Path(log_dir or tempfile.mkdtemp(prefix="sosw-local-"))
+        # moto keeps one backend per process, whatever its servers: this stack's queues and rule are its own,
+        # so what an earlier stack of the same process published is never read as this one's.
+        self._local_id = uuid.uuid4().hex[:8]
+        self._run_client: Any = None
         self.topic_arn: str | None = None
         self.stream_pollers: list[StreamPoller] = []
         #: Function name -> the code folder it runs from, watched for changes (``from_template(project_dir=)``).
@@ -323,7 +328,7 @@ class LocalStack:
                 )
             )
         sqs = boto3.client("sqs")
-        self.dead_letters_queue = sqs.create_queue(QueueName="sosw-dead-letters-local")
+        self.dead_letters_queue = sqs.create_queue(QueueName=f"sosw-dead-letters-{self._local_id}")
         if self.topic_arn:
             queue_arn = sqs.get_queue_attributes(
                 QueueUrl=self.dead_letters_queue["QueueUrl"], AttributeNames=["QueueArn"]
@@ -353,14 +358,15 @@ class LocalStack:
 
     def _record_job_events(self, sqs: Any) -> None:
         """What the functions publish on EventBridge (source ``sosw``) goes to a queue this stack reads."""
-        queue = sqs.create_queue(QueueName="sosw-job-events-local")["QueueUrl"]
+        queue = sqs.create_queue(QueueName=f"sosw-job-events-{self._local_id}")["QueueUrl"]
         arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         events = boto3.client("events")
         bus = self.config.get("job_event_bus") or "default"
         if bus != "default":
             events.create_event_bus(Name=bus)
-        events.put_rule(Name="sosw-job-events", EventBusName=bus, EventPattern=json.dumps({"source": ["sosw"]}))
-        events.put_targets(Rule="sosw-job-events", EventBusName=bus, Targets=[{"Id": "queue", "Arn": arn}])
+        rule = f"sosw-job-events-{self._local_id}"
+        events.put_rule(Name=rule, EventBusName=bus, EventPattern=json.dumps({"source": ["sosw"]}))
+        events.put_targets(Rule=rule, EventBusName=bus, Targets=[{"Id": "queue", "Arn": arn}])
         self._job_events_queue = queue
         self._job_events: list[dict[str, Any]] = []
 
@@ -407,10 +413,15 @@ class LocalStack:
         return TaskManager(self.config, **kwargs)
 
     def _invoke(self, name: str, event: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        # Synchronous, as a caller that waits for the run: wait as long as the function may run.
-        timeout = next((f.timeout for f in self.spec.functions if f.name == name), 60.0)
-        client = boto3.client("lambda", config=aws.LAMBDA_INVOKE_CONFIG.merge(Config(read_timeout=timeout + 10)))
-        response = client.invoke(FunctionName=name, InvocationType="RequestResponse", Payload=json.dumps(event or {}))
+        """A run, waited for as long as a control function may run (EventBridge itself does not wait)."""
+        if self._run_client is None:  # one client for every run (creating one costs tens of milliseconds)
+            longest = max((f.timeout for f in self.spec.functions if f.role != "worker"), default=60.0)
+            self._run_client = boto3.client(
+                "lambda", config=aws.LAMBDA_INVOKE_CONFIG.merge(Config(read_timeout=int(longest) + 10))
+            )
+        response = self._run_client.invoke(
+            FunctionName=name, InvocationType="RequestResponse", Payload=json.dumps(event or {})
+        )
         body = json.loads(response["Payload"].read() or b"{}")
         if response.get("FunctionError"):
             raise RuntimeError(f"{name} failed: {body}")
