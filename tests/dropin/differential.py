@@ -298,6 +298,10 @@ def mismatches(sosw: Any, ours: Any, path: str = "") -> list[str]:
     if isinstance(sosw, list):
         if not isinstance(ours, list) or len(sosw) != len(ours):
             return [f"{path}: sosw {sosw!r}, ours {ours!r}"]
+        if all(isinstance(t, dict) and "task_id" in t and "greenfield" in t for t in (*sosw, *ours)):
+            # Tasks claimed in the same second share a greenfield, and an index orders those as it likes:
+            # compare in (greenfield, task_id) order on both sides.
+            sosw, ours = (sorted(side, key=lambda t: (t["greenfield"], t["task_id"])) for side in (sosw, ours))
         return [m for i, (s, o) in enumerate(zip(sosw, ours, strict=True)) for m in mismatches(s, o, f"{path}[{i}]")]
     if isinstance(sosw, bool) or isinstance(ours, bool):
         return [] if sosw is ours else [f"{path}: sosw {sosw!r}, ours {ours!r}"]
