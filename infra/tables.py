@@ -18,7 +18,10 @@ from constructs import Construct
 from infra.config import StackConfig
 from sosw.schema import KeyAttribute, TableSchema, table_schemas
 
-__all__ = ["SoswTables"]
+__all__ = ["DISPATCH_STREAMS", "SoswTables"]
+
+#: The tables whose new rows wake dispatch: new tasks, and tasks put to wait (a retry, a delayed task).
+DISPATCH_STREAMS = ("tasks", "retry")
 
 _TYPES = {"S": dynamodb.AttributeType.STRING, "N": dynamodb.AttributeType.NUMBER, "B": dynamodb.AttributeType.BINARY}
 
@@ -42,10 +45,9 @@ class SoswTables(Construct):
 
     # ------------------------------------------------------------------ ARNs for grants
 
-    @property
-    def tasks_stream(self) -> dynamodb.Table | None:
-        """The tasks table, when the stack created it (with its stream); None for an adopted sosw table."""
-        table = self.tables["tasks"]
+    def created(self, role: str) -> dynamodb.Table | None:
+        """The table of this role when the stack created it (with its stream, if any); None when adopted."""
+        table = self.tables[role]
         return table if isinstance(table, dynamodb.Table) else None
 
     def table_arn(self, role: str) -> str:
@@ -92,8 +94,9 @@ class SoswTables(Construct):
             ),
             encryption_key=self.key,
             time_to_live_attribute=schema.ttl_attribute,
-            # New tasks wake dispatch (infra/dispatch.py): the stream carries each new row's labourer.
-            stream=dynamodb.StreamViewType.NEW_IMAGE if schema.role == "tasks" else None,
+            # New tasks, and tasks put to wait for a retry or a delay, wake dispatch (infra/dispatch.py): the
+            # stream carries each new row's labourer.
+            stream=dynamodb.StreamViewType.NEW_IMAGE if schema.role in DISPATCH_STREAMS else None,
             deletion_protection=self.config.production,
             removal_policy=RemovalPolicy.RETAIN if self.config.production else RemovalPolicy.DESTROY,
         )

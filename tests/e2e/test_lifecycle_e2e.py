@@ -325,3 +325,25 @@ def test_duplicate_delivery_runs_the_work_once_and_stale_attempts_not_at_all(sta
     closed = tm.get_closed_task_by_id(claimed["task_id"])
     assert closed["result"] == {"echo": "x", "attempt": 1} and closed["labourer_id_task_status"] == "once_1"
     assert tm.get_task_by_id(claimed["task_id"]) == {}
+
+
+def test_with_the_schedule_off_wake_ups_alone_start_new_refill_freed_and_start_delayed_tasks(stack_factory):
+    # Given the local stack with no schedule ticking at all: only the streams and the reports wake dispatch
+    stack = stack_factory([WorkerSpec("solo", fast(max_simultaneous_invocations=1), concurrency=2)])
+    tm = stack.task_manager()
+    solo = tm.get_labourer("solo")
+    # When three tasks are created for one slot, and a task delayed by 3 s
+    ids = tm.create_tasks(solo, [{"sleep": 0.2, "echo": i} for i in range(3)])
+    delayed = tm.create_delayed_task(solo, {"echo": "later"}, delay=3)["task_id"]
+    # Then each starts without a scheduled run: the first from the tasks stream, the others in the freed slot,
+    # the delayed one from the retry table's stream, at its due time
+    closed = {}
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline and len(closed) < 4:
+        closed = {t["task_id"]: t for t in scan_all(stack.config)["closed"]}
+        time.sleep(0.5)
+    assert set(closed) == {*ids, delayed}
+    assert all(t["labourer_id_task_status"] == "solo_1" for t in closed.values())
+    assert closed[delayed]["completed_at"] >= closed[delayed]["created_at"] + 3
+    assert stack.lambda_.peaks["solo"] <= 1
+    assert sum(p.batches for p in stack.stream_pollers) >= 2  # the tasks stream and the retry table's

@@ -11,25 +11,27 @@ from sosw.local.template import load
 from tests.infra.conftest import Synth, cdk_context, synthesize
 
 
-def test_new_tasks_reach_the_orchestrator_through_the_tasks_stream(dev: Synth):
-    # Given the dev stack: its tasks table has a stream of new images
-    tasks_id, tasks = dev.table("dev_sosw_tasks")
-    assert tasks["Properties"]["StreamSpecification"] == {"StreamViewType": "NEW_IMAGE"}
-    streams = [t["Properties"]["TableName"] for t in dev.of_type("AWS::DynamoDB::Table").values()]
-    assert [
-        n
-        for n, t in zip(streams, dev.of_type("AWS::DynamoDB::Table").values(), strict=True)
+def test_new_and_waiting_tasks_reach_the_orchestrator_through_their_tables_streams(dev: Synth):
+    # Given the dev stack: its tasks and retry tables have streams of new images, and no other table has one
+    tables = dev.of_type("AWS::DynamoDB::Table")
+    streamed = {
+        t["Properties"]["TableName"]: t["Properties"]["StreamSpecification"]
+        for t in tables.values()
         if "StreamSpecification" in t["Properties"]
-    ] == ["dev_sosw_tasks"]
-    # Then one mapping passes only INSERT records to the Orchestrator, at once, never retried
-    [mapping] = dev.of_type("AWS::Lambda::EventSourceMapping").values()
-    props = mapping["Properties"]
+    }
+    assert streamed == {name: {"StreamViewType": "NEW_IMAGE"} for name in ("dev_sosw_tasks", "dev_sosw_retry_tasks")}
+    # Then one mapping each passes only INSERT records to the Orchestrator, at once, never retried
     orchestrator_id, _ = dev.function("dev_sosw_orchestrator")
-    assert props["FunctionName"] == {"Ref": orchestrator_id}
-    assert props["EventSourceArn"] == {"Fn::GetAtt": [tasks_id, "StreamArn"]}
-    assert props["StartingPosition"] == "LATEST" and props["BatchSize"] == STREAM_BATCH_SIZE == 100
-    assert props["MaximumBatchingWindowInSeconds"] == 0 and props["MaximumRetryAttempts"] == 0
-    assert props["FilterCriteria"] == {"Filters": [{"Pattern": '{"eventName":["INSERT"]}'}]}
+    sources = set()
+    for mapping in dev.of_type("AWS::Lambda::EventSourceMapping").values():
+        props = mapping["Properties"]
+        assert props["FunctionName"] == {"Ref": orchestrator_id}
+        sources.add(props["EventSourceArn"]["Fn::GetAtt"][0])
+        assert props["EventSourceArn"]["Fn::GetAtt"][1] == "StreamArn"
+        assert props["StartingPosition"] == "LATEST" and props["BatchSize"] == STREAM_BATCH_SIZE == 100
+        assert props["MaximumBatchingWindowInSeconds"] == 0 and props["MaximumRetryAttempts"] == 0
+        assert props["FilterCriteria"] == {"Filters": [{"Pattern": '{"eventName":["INSERT"]}'}]}
+    assert sources == {dev.table(name)[0] for name in ("dev_sosw_tasks", "dev_sosw_retry_tasks")}
 
 
 def test_the_orchestrator_runs_long_enough_to_follow_the_work_and_wake_ups_know_where_to_go(dev: Synth):
@@ -56,11 +58,14 @@ def test_listing_streams_is_the_one_unscoped_grant_and_it_is_acknowledged(dev: S
 
 def test_the_local_stack_reads_the_same_mapping_from_the_template(dev: Synth):
     spec = load(Path(dev.app.outdir))
-    [stream] = spec.streams
-    assert (stream.table, stream.function) == ("dev_sosw_tasks", "dev_sosw_orchestrator")
-    assert stream.batch_size == 100 and stream.event_names == ("INSERT",)
-    [tasks] = [t for t in spec.tables if t["TableName"] == "dev_sosw_tasks"]
-    assert tasks["StreamSpecification"]["StreamViewType"] == "NEW_IMAGE"
+    assert sorted((s.table, s.function) for s in spec.streams) == [
+        ("dev_sosw_retry_tasks", "dev_sosw_orchestrator"),
+        ("dev_sosw_tasks", "dev_sosw_orchestrator"),
+    ]
+    assert all(s.batch_size == 100 and s.event_names == ("INSERT",) for s in spec.streams)
+    for name in ("dev_sosw_tasks", "dev_sosw_retry_tasks"):
+        [table] = [t for t in spec.tables if t["TableName"] == name]
+        assert table["StreamSpecification"]["StreamViewType"] == "NEW_IMAGE"
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +73,7 @@ def adopted(tmp_path_factory: pytest.TempPathFactory) -> Synth:
     return synthesize(Path(tmp_path_factory.mktemp("adopted")), cdk_context(prefix="", tables={"adopt": ["tasks"]}))
 
 
-def test_adopted_tasks_table_has_no_stream_so_reports_and_the_schedule_wake_dispatch(adopted: Synth):
-    assert adopted.of_type("AWS::Lambda::EventSourceMapping") == {}
-    assert "TasksStream" not in adopted.statements_by_sid("sosw_orchestrator")
+def test_adopted_tables_have_no_stream_so_reports_and_the_schedule_wake_dispatch(adopted: Synth):
+    # Given only the tasks table adopted: the retry table the stack created still wakes dispatch
+    [mapping] = adopted.of_type("AWS::Lambda::EventSourceMapping").values()
+    assert mapping["Properties"]["EventSourceArn"]["Fn::GetAtt"][0] == adopted.table("sosw_retry_tasks")[0]

@@ -92,11 +92,8 @@ def _named_function(name: str) -> dict[str, Any]:
     }
 
 
-def _tasks_stream(synth: Synth) -> dict[str, Any]:
-    for logical_id, table in synth.of_type("AWS::DynamoDB::Table").items():
-        if table["Properties"]["TableName"] == "dev_sosw_tasks":
-            return {"Fn::GetAtt": [logical_id, "StreamArn"]}
-    raise AssertionError("no tasks table")
+def _stream(synth: Synth, table_name: str) -> dict[str, Any]:
+    return {"Fn::GetAtt": [synth.table(table_name)[0], "StreamArn"]}
 
 
 def test_orchestrator_may_claim_lease_requeue_invoke_the_workers_and_read_health_nothing_more(dev: Synth):
@@ -129,9 +126,9 @@ def test_orchestrator_may_claim_lease_requeue_invoke_the_workers_and_read_health
             "Resource": [dev.table_arn("dev_sosw_orchestrator_leases")],
         },
         "WakeDispatch": {"Action": ["lambda:InvokeFunction"], "Resource": [_named_function("dev_sosw_orchestrator")]},
-        "TasksStream": {
+        "DispatchStreams": {
             "Action": ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator"],
-            "Resource": [_tasks_stream(dev)],
+            "Resource": [_stream(dev, "dev_sosw_retry_tasks"), _stream(dev, "dev_sosw_tasks")],
         },
         # Lambda's reading of the stream needs it; it supports no resource-level permissions
         "ListStreams": {"Action": ["dynamodb:ListStreams"], "Resource": ["*"]},

@@ -106,12 +106,13 @@ def programmatic_stack(
         )
     schemas = table_schemas(full)
     tables = [schema.create_table_kwargs() for schema in schemas.values()]
+    streamed = {schemas["tasks"].name, schemas["retry"].name}  # as the CDK stack creates them: new rows wake dispatch
     for table in tables:
-        if table["TableName"] == schemas["tasks"].name:  # as the CDK stack creates it: new tasks wake dispatch
+        if table["TableName"] in streamed:
             table["StreamSpecification"] = {"StreamEnabled": True, "StreamViewType": "NEW_IMAGE"}
     return TemplateStack(
         tables=tables,
-        streams=[StreamMapping(schemas["tasks"].name, ORCHESTRATOR)],
+        streams=[StreamMapping(schemas[role].name, ORCHESTRATOR) for role in ("tasks", "retry")],
         functions=functions,
         config_parameter=CONFIG_PARAMETER,
         config=full,
