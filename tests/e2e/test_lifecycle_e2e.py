@@ -141,7 +141,8 @@ def test_flaky_labourer_every_task_ends_closed_exactly_once(stack_factory):
                     retry_base=1,
                     retry_cap=2,
                 ),
-                timeout=1.5,
+                # room for a slow machine: a worker waits on the WorkerAssistant before it works
+                timeout=3,
                 concurrency=20,
             )
         ]
@@ -156,7 +157,7 @@ def test_flaky_labourer_every_task_ends_closed_exactly_once(stack_factory):
         elif i % 5 == 1:
             payloads.append({"fail_attempts": 1})
         elif i % 25 == 2:
-            payloads.append({"sleep": 3})  # passes the 1.5 s timeout: killed, reported by the failure handler
+            payloads.append({"sleep": 6})  # passes the 3 s timeout: killed, reported by the failure handler
         else:
             payloads.append({"echo": i})
     ids = tm.create_tasks(flaky, payloads)
