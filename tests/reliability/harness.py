@@ -268,7 +268,7 @@ class DynamoFaults:
     rate: float
     seed: int = 5
     injected: Counter[str] = field(default_factory=Counter)
-    max_retries_seen: int = 0  # the most retries botocore made for one call: the retries are bounded
+    max_attempts_seen: int = 0  # the most attempts botocore made at one call (needs-retry gets the attempt number)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -280,7 +280,7 @@ class DynamoFaults:
 
     def _count_retry(self, attempts: int = 0, **_: Any) -> None:
         with self._lock:
-            self.max_retries_seen = max(self.max_retries_seen, attempts)
+            self.max_attempts_seen = max(self.max_attempts_seen, attempts)
 
     def __call__(self, request: Any, **_: Any) -> AWSResponse | None:
         target = request.headers.get("X-Amz-Target", b"")

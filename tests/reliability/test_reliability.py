@@ -205,13 +205,13 @@ def test_dynamodb_faults_throttling_5xx_conflicts_and_unprocessed_items(config, 
     print(
         "\n"
         + figures.line(
-            "dynamodb faults", f"injected={dict(faults.injected)} max_retries_of_one_call={faults.max_retries_seen}"
+            "dynamodb faults", f"injected={dict(faults.injected)} max_attempts_of_one_call={faults.max_attempts_seen}"
         )
     )
     assert errors == []
     assert sum(faults.injected.values()) > 50 and faults.injected["UnprocessedItems"] > 0
     assert faults.injected["TransactionConflict"] > 0
-    assert 0 < faults.max_retries_seen <= 5  # botocore's standard mode: 6 tries at most
+    X
     figures.assert_clean()
 
 
