@@ -211,7 +211,7 @@ def test_dynamodb_faults_throttling_5xx_conflicts_and_unprocessed_items(config, 
     assert errors == []
     assert sum(faults.injected.values()) > 50 and faults.injected["UnprocessedItems"] > 0
     assert faults.injected["TransactionConflict"] > 0
-    X
+    assert 1 < faults.max_attempts_seen <= 6  # retried, and bounded: DYNAMODB_CONFIG's 6 attempts at most
     figures.assert_clean()
 
 
