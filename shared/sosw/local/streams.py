@@ -1,9 +1,15 @@
 """The tasks table's stream, read locally the way Lambda's event source mapping reads it.
 
 DynamoDB Local (and moto) serve the DynamoDB Streams API. A poller per mapping reads every shard from
-the latest record on, about four times a second as Lambda's pollers do, keeps the records the mapping's
-filter passes (``INSERT``), and invokes the function synchronously with up to ``batch_size`` records at
-once, in Lambda's event format. A failed batch is not retried, as the deployed mapping is configured.
+the latest record on (a shard that appears later, from its start), about four times a second as Lambda's
+pollers do, keeps the records the mapping's filter passes (``INSERT``), and invokes the function
+synchronously with up to ``batch_size`` records at once, in Lambda's event format. A failed batch is not
+retried, as the deployed mapping is configured.
+
+DynamoDB Local gives a transaction's ConditionCheck on the table a stream sequence number but writes no
+record for it; an iterator that points at that number (one returned by a read that found nothing new)
+then fails with TrimmedDataAccessException. The poller resumes after the last record it read (or from the
+shard's start if it read none), so it neither stops nor delivers a record twice.
 """
 
 from __future__ import annotations
@@ -46,11 +52,12 @@ class StreamPoller:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"stream-{mapping.table}", daemon=True)
         self._iterators: dict[str, str | None] = {}
+        self._last: dict[str, str | None] = {}  # per shard: the sequence number of the last record read
 
     def start(self) -> StreamPoller:
         arn = aws.dynamodb_client().describe_table(TableName=self.mapping.table)["Table"]["LatestStreamArn"]
         self._arn = arn
-        self._refresh_shards()
+        self._refresh_shards(initial=True)
         self._thread.start()
         return self
 
@@ -58,13 +65,43 @@ class StreamPoller:
         self._stop.set()
         self._thread.join(timeout=5)
 
-    def _refresh_shards(self) -> None:
+    def _iterator(self, shard: str, kind: str, after: str | None = None) -> str:
+        extra = {"SequenceNumber": after} if after else {}
+        return self._streams.get_shard_iterator(StreamArn=self._arn, ShardId=shard, ShardIteratorType=kind, **extra)[
+            "ShardIterator"
+        ]
+
+    def _refresh_shards(self, initial: bool = False) -> None:
         shards = self._streams.describe_stream(StreamArn=self._arn)["StreamDescription"].get("Shards", [])
         for shard in shards:
-            if shard["ShardId"] not in self._iterators:
-                self._iterators[shard["ShardId"]] = self._streams.get_shard_iterator(
-                    StreamArn=self._arn, ShardId=shard["ShardId"], ShardIteratorType="LATEST"
-                )["ShardIterator"]
+            shard_id = shard["ShardId"]
+            if shard_id in self._iterators:
+                continue
+            self._last[shard_id] = None
+            self._iterators[shard_id] = self._iterator(shard_id, "TRIM_HORIZON")
+            if initial:  # what is there already is not new: read past it, remembering where it ends
+                while self._iterators[shard_id] and self._read(shard_id):
+                    pass
+
+    def _read(self, shard: str) -> list[dict[str, Any]]:
+        """One GetRecords on the shard; resumes after the last record read if DynamoDB Local refuses the iterator."""
+        iterator = self._iterators[shard]
+        try:
+            response = self._streams.get_records(ShardIterator=iterator, Limit=1000)
+        except (
+            self._streams.exceptions.TrimmedDataAccessException,
+            self._streams.exceptions.ExpiredIteratorException,
+        ):
+            last = self._last[shard]
+            iterator = (
+                self._iterator(shard, "AFTER_SEQUENCE_NUMBER", last) if last else self._iterator(shard, "TRIM_HORIZON")
+            )
+            response = self._streams.get_records(ShardIterator=iterator, Limit=1000)
+        self._iterators[shard] = response.get("NextShardIterator")
+        records = response.get("Records", [])
+        if records:
+            self._last[shard] = records[-1]["dynamodb"]["SequenceNumber"]
+        return records
 
     def _run(self) -> None:
         pending: list[dict[str, Any]] = []
@@ -84,9 +121,7 @@ class StreamPoller:
         for shard, iterator in list(self._iterators.items()):
             if iterator is None:
                 continue
-            response = self._streams.get_records(ShardIterator=iterator, Limit=1000)
-            self._iterators[shard] = response.get("NextShardIterator")
-            for record in response.get("Records", []):
+            for record in self._read(shard):
                 if record.get("eventName") in self.mapping.event_names:
                     records.append(_lambda_record(record, self._arn))
         return records
