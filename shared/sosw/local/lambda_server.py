@@ -213,9 +213,11 @@ class _Function:
         with self._lock:
             self.busy += 1
             self.server.peak(self.spec.name, self.busy)
+        started = time.monotonic()
         try:
             ok, body = slot.call(event)
         finally:
+            self.server.ran(self.spec.name, time.monotonic() - started)
             with self._lock:
                 self.busy -= 1
             self.idle.put(slot)
@@ -292,6 +294,12 @@ class LocalLambda:
         self.counts: dict[str, Counter[str]] = {name: Counter() for name in self.specs}
         #: Every asynchronous event accepted, by function: what tests check "invoked exactly once" against.
         self.deliveries: dict[str, list[Any]] = {name: [] for name in self.specs}
+        #: When each of those events was accepted (``time.time()``), in the same order.
+        self.delivery_times: dict[str, list[float]] = {name: [] for name in self.specs}
+        #: Seconds each function's invocations ran, asynchronous and synchronous alike (what Lambda bills;
+        #: the init of a process replaced after a timeout or a crash counts here too), and how many ran.
+        self.run_seconds: Counter[str] = Counter()
+        self.runs: Counter[str] = Counter()
         #: The most invocations of each function that ran at the same time.
         self.peaks: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
@@ -335,6 +343,12 @@ class LocalLambda:
     def record(self, name: str, event: Any) -> None:
         with self._counts_lock:
             self.deliveries[name].append(event)
+            self.delivery_times[name].append(time.time())
+
+    def ran(self, name: str, seconds: float) -> None:
+        with self._counts_lock:
+            self.run_seconds[name] += seconds
+            self.runs[name] += 1
 
     def function(self, name_or_arn: str) -> _Function | None:
         name = name_or_arn.rsplit("function:", 1)[-1].split(":")[0]
