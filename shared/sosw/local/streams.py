@@ -10,6 +10,10 @@ DynamoDB Local gives a transaction's ConditionCheck on the table a stream sequen
 record for it; an iterator that points at that number (one returned by a read that found nothing new)
 then fails with TrimmedDataAccessException. The poller resumes after the last record it read (or from the
 shard's start if it read none), so it neither stops nor delivers a record twice.
+
+Like the event source mapping, the poller waits for the function: when every process of the function is
+busy (the Orchestrator's reserved concurrency is in use), the batch waits for one, and so does the shard,
+for as long as the function may run; it is not dropped after the 15 s that asynchronous Invokes wait.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 
 import boto3
 from aws_lambda_powertools import Logger
+from botocore.config import Config
 
 from sosw import aws
 
@@ -43,11 +48,17 @@ class StreamMapping:
 class StreamPoller:
     """``StreamPoller(mapping, endpoint).start()`` ... ``.stop()``; ``.batches`` counts the invocations."""
 
-    def __init__(self, mapping: StreamMapping, endpoint_url: str, *, interval: float = 0.25) -> None:
+    def __init__(
+        self, mapping: StreamMapping, endpoint_url: str, *, interval: float = 0.25, invoke_timeout: float = 330.0
+    ) -> None:
         self.mapping = mapping
         self.interval = interval
         self.batches = 0
         self.records = 0
+        self.errors = 0  # polls or deliveries that failed (their records are dropped, as configured)
+        self._lambda = boto3.client(
+            "lambda", config=aws.LAMBDA_INVOKE_CONFIG.merge(Config(read_timeout=invoke_timeout))
+        )
         self._streams = boto3.client("dynamodbstreams", endpoint_url=endpoint_url)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"stream-{mapping.table}", daemon=True)
@@ -112,6 +123,7 @@ class StreamPoller:
                     batch, pending = pending[: self.mapping.batch_size], pending[self.mapping.batch_size :]
                     self._deliver(batch)
             except Exception:  # the poller goes on, as Lambda's does; a lost batch is left to the schedule
+                self.errors += 1
                 logger.exception("Reading the tasks stream failed", extra={"table": self.mapping.table})
                 pending = []
 
@@ -129,7 +141,7 @@ class StreamPoller:
     def _deliver(self, batch: list[dict[str, Any]]) -> None:
         self.batches += 1
         self.records += len(batch)
-        aws.lambda_client().invoke(
+        self._lambda.invoke(
             FunctionName=self.mapping.function,
             InvocationType="RequestResponse",
             Payload=json.dumps({"Records": batch}, default=str),
