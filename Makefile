@@ -36,7 +36,8 @@ reliability: venv dynamodb-local
 	SOSW_SCALE=full $(PY) -m pytest tests/reliability -s -q -p no:cacheprovider
 
 ## bench: this stack against sosw 0.7.51 (PyPI, in its own virtualenv) on one DynamoDB Local, about 16 min on
-## 2 cores; writes bench/results.json and bench/results.md. BENCH_SCALE=0.1 for a quick run (bench/README.md)
+## 2 cores, then the drain workload on the local stack (issue 13, about 4 min); writes bench/results.json and
+## bench/results.md. BENCH_SCALE=0.1 for a quick run, BENCH_WORKLOADS=drain for the drain alone (bench/README.md)
 BENCH_SOSW_VENV := .cache/bench-sosw-venv
 
 $(BENCH_SOSW_VENV)/.installed:
