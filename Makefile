@@ -24,8 +24,6 @@ $(DDB_DIR)/emulator/DynamoDBLocal.jar:
 dynamodb-local: $(DDB_DIR)/emulator/DynamoDBLocal.jar
 
 # sosw 0.7.51 from PyPI in its own virtualenv: the other side of `make bench` and of the drop-in differential suite
-BENCH_SOSW_VENV := .cache/bench-sosw-venv
-
 $(BENCH_SOSW_VENV)/.installed:
 	$(PYTHON) -m venv $(BENCH_SOSW_VENV)
 	$(BENCH_SOSW_VENV)/bin/pip install --quiet --upgrade pip
@@ -48,16 +46,17 @@ reliability: venv dynamodb-local
 	SOSW_SCALE=full $(PY) -m pytest tests/reliability -s -q -p no:cacheprovider
 
 ## bench: this stack against sosw 0.7.51 (PyPI, in its own virtualenv) on one DynamoDB Local, about 16 min on
-## 2 cores; writes bench/results.json, bench/results.md and bench/results.png; then the job figures
-## (bench/jobs_results.md, about 5 min). BENCH_SCALE=0.1 for a quick run (bench/README.md)
+## 2 cores, then the drain workload on the local stack (issue 13, about 4 min); writes bench/results.json,
+## bench/results.md and bench/results.png; then the job figures (bench/jobs_results.md, about 5 min).
+## BENCH_SCALE=0.1 for a quick run; BENCH_WORKLOADS=drain (or jobs, lifecycle, ...) for some parts (bench/README.md)
 # matplotlib, for the chart (bench/results.png): only in the `bench` extras
 $(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
 	$(VENV)/bin/pip install --quiet -e '.[dev,bench]'
 	touch $@
 
 bench: venv dynamodb-local $(BENCH_SOSW_VENV)/.installed $(VENV)/.bench-installed
-	$(PY) -m bench.run
-	$(PY) -m bench.jobs
+	case ",$${BENCH_WORKLOADS:-all}," in *,lifecycle,*|*,retry,*|*,scaling,*|*,drain,*|*,all,*) $(PY) -m bench.run;; esac
+	case ",$${BENCH_WORKLOADS:-jobs}," in *,jobs,*) $(PY) -m bench.jobs;; esac
 
 ## unit: the fast tests only (moto), no Java needed
 unit: venv

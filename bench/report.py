@@ -150,87 +150,89 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
         return " / ".join(_fmt(v, digits) for v in values)
 
     rows = []
-    failed = any(not r["ok"] for key in ("lifecycle", "retry", "scaling") for r in results[key])
+    failed = any(not r["ok"] for key in ("lifecycle", "retry", "scaling") for r in results.get(key, []))
     n_label = " / ".join(f"{n:,}" for n in ns)
 
-    # requests per task, full lifecycle
-    sosw = [over_delays("sosw", n, "requests_per_task") for n in ns]
-    ours = [over_delays("ours", n, "requests_per_task") for n in ns]
-    guard = [over_delays("ours", n, "guard_requests_per_task") for n in ns]
-    rows.append(
-        {
-            "figure": f"DynamoDB requests per task, full lifecycle (N = {n_label})",
-            "sosw": pair(sosw, 2),
-            "ours": pair(ours, 2) + f" (guard: +{pair(guard, 2)})",
-            "ratio": fewer(ours, sosw),
-            "target": "≤ 3 (guard on its own)",
-            "met": all(v is not None and v <= 3 for v in ours),
-        }
-    )
-    # write capacity per task
-    sosw_w = [over_delays("sosw", n, "wcu_aws_per_task") for n in ns]
-    ours_w = [over_delays("ours", n, "wcu_aws_per_task") for n in ns]
-    sosw_l = [over_delays("sosw", n, "wcu_per_task") for n in ns]
-    ours_l = [over_delays("ours", n, "wcu_per_task") for n in ns]
-    rows.append(
-        {
-            "figure": f"write capacity units per task, full lifecycle (N = {n_label}), AWS rule [DynamoDB Local's "
-            "figure]",
-            "sosw": f"{pair(sosw_w)} [{pair(sosw_l)}]",
-            "ours": f"{pair(ours_w)} [{pair(ours_l)}]",
-            "ratio": fewer(ours_w, sosw_w),
-            "target": "below sosw",
-            "met": all(o is not None and s is not None and o < s for o, s in zip(ours_w, sosw_w, strict=True)),
-        }
-    )
-    # creating tasks
-    sosw_c = [over_delays("sosw", n, "create_rate") for n in ns]
-    ours_c = [over_delays("ours", n, "create_rate") for n in ns]
-    ratios_c = [ratio(o, s) for o, s in zip(ours_c, sosw_c, strict=True)]
-    flat = len(ours_c) > 1 and all(v is not None for v in ours_c) and ours_c[-1] >= 0.9 * ours_c[0]
-    rows.append(
-        {
-            "figure": f"creating tasks, tasks/s (N = {n_label})",
-            "sosw": pair(sosw_c, 0),
-            "ours": pair(ours_c, 0),
-            "ratio": pair(ratios_c) + "x",
-            "target": "≥ 20x sosw, flat in N (within 10%)",
-            "met": all(r is not None and r >= 20 for r in ratios_c) and flat,
-        }
-    )
-    # dispatch rate
-    sosw_d = [at("sosw", n, high, "dispatch_rate") for n in ns]
-    ours_d = [at("ours", n, high, "dispatch_rate") for n in ns]
-    ratios_d = [ratio(o, s) for o, s in zip(ours_d, sosw_d, strict=True)]
-    rows.append(
-        {
-            "figure": f"dispatch rate at {high} ms invoke latency, invocations/s (N = {n_label})",
-            "sosw": pair(sosw_d, 0),
-            "ours": pair(ours_d, 0),
-            "ratio": pair(ratios_d) + "x",
-            "target": "≥ 10x sosw",
-            "met": all(r is not None and r >= 10 for r in ratios_d),
-        }
-    )
-    # lifecycle throughput
-    sosw_t = [at("sosw", n, high, "throughput") for n in ns]
-    ours_t = [at("ours", n, high, "throughput") for n in ns]
-    ours_t_ng = [at("ours", n, high, "throughput_without_guard") for n in ns]
-    ratios_t = [ratio(o, s) for o, s in zip(ours_t, sosw_t, strict=True)]
-    ratios_t_ng = [ratio(o, s) for o, s in zip(ours_t_ng, sosw_t, strict=True)]
-    rows.append(
-        {
-            "figure": f"lifecycle throughput at {high} ms invoke latency, tasks/s (N = {n_label}; ours with the guard "
-            "[without])",
-            "sosw": pair(sosw_t),
-            "ours": f"{pair(ours_t)} [{pair(ours_t_ng)}]",
-            "ratio": f"{pair(ratios_t)}x [{pair(ratios_t_ng)}x]",
-            "target": "≥ 10x sosw (at N = 1,000)",
-            "met": ratios_t[0] is not None and ratios_t[0] >= 10,
-        }
-    )
+    if ns:  # the lifecycle workload ran
+        # requests per task, full lifecycle
+        sosw = [over_delays("sosw", n, "requests_per_task") for n in ns]
+        ours = [over_delays("ours", n, "requests_per_task") for n in ns]
+        guard = [over_delays("ours", n, "guard_requests_per_task") for n in ns]
+        rows.append(
+            {
+                "figure": f"DynamoDB requests per task, full lifecycle (N = {n_label})",
+                "sosw": pair(sosw, 2),
+                "ours": pair(ours, 2) + f" (guard: +{pair(guard, 2)})",
+                "ratio": fewer(ours, sosw),
+                "target": "≤ 3 (guard on its own)",
+                "met": all(v is not None and v <= 3 for v in ours),
+            }
+        )
+        # write capacity per task
+        sosw_w = [over_delays("sosw", n, "wcu_aws_per_task") for n in ns]
+        ours_w = [over_delays("ours", n, "wcu_aws_per_task") for n in ns]
+        sosw_l = [over_delays("sosw", n, "wcu_per_task") for n in ns]
+        ours_l = [over_delays("ours", n, "wcu_per_task") for n in ns]
+        rows.append(
+            {
+                "figure": f"write capacity units per task, full lifecycle (N = {n_label}), AWS rule [DynamoDB Local's "
+                "figure]",
+                "sosw": f"{pair(sosw_w)} [{pair(sosw_l)}]",
+                "ours": f"{pair(ours_w)} [{pair(ours_l)}]",
+                "ratio": fewer(ours_w, sosw_w),
+                "target": "below sosw",
+                "met": all(o is not None and s is not None and o < s for o, s in zip(ours_w, sosw_w, strict=True)),
+            }
+        )
+        # creating tasks
+        sosw_c = [over_delays("sosw", n, "create_rate") for n in ns]
+        ours_c = [over_delays("ours", n, "create_rate") for n in ns]
+        ratios_c = [ratio(o, s) for o, s in zip(ours_c, sosw_c, strict=True)]
+        flat = len(ours_c) > 1 and all(v is not None for v in ours_c) and ours_c[-1] >= 0.9 * ours_c[0]
+        rows.append(
+            {
+                "figure": f"creating tasks, tasks/s (N = {n_label})",
+                "sosw": pair(sosw_c, 0),
+                "ours": pair(ours_c, 0),
+                "ratio": pair(ratios_c) + "x",
+                "target": "≥ 20x sosw, flat in N (within 10%)",
+                "met": all(r is not None and r >= 20 for r in ratios_c) and flat,
+            }
+        )
+        # dispatch rate
+        sosw_d = [at("sosw", n, high, "dispatch_rate") for n in ns]
+        ours_d = [at("ours", n, high, "dispatch_rate") for n in ns]
+        ratios_d = [ratio(o, s) for o, s in zip(ours_d, sosw_d, strict=True)]
+        rows.append(
+            {
+                "figure": f"dispatch rate at {high} ms invoke latency, invocations/s (N = {n_label})",
+                "sosw": pair(sosw_d, 0),
+                "ours": pair(ours_d, 0),
+                "ratio": pair(ratios_d) + "x",
+                "target": "≥ 10x sosw",
+                "met": all(r is not None and r >= 10 for r in ratios_d),
+            }
+        )
+        # lifecycle throughput
+        sosw_t = [at("sosw", n, high, "throughput") for n in ns]
+        ours_t = [at("ours", n, high, "throughput") for n in ns]
+        ours_t_ng = [at("ours", n, high, "throughput_without_guard") for n in ns]
+        ratios_t = [ratio(o, s) for o, s in zip(ours_t, sosw_t, strict=True)]
+        ratios_t_ng = [ratio(o, s) for o, s in zip(ours_t_ng, sosw_t, strict=True)]
+        rows.append(
+            {
+                "figure": f"lifecycle throughput at {high} ms invoke latency, tasks/s (N = {n_label}; ours with the "
+                "guard [without])",
+                "sosw": pair(sosw_t),
+                "ours": f"{pair(ours_t)} [{pair(ours_t_ng)}]",
+                "ratio": f"{pair(ratios_t)}x [{pair(ratios_t_ng)}x]",
+                "target": "≥ 10x sosw (at N = 1,000)",
+                "met": ratios_t[0] is not None and ratios_t[0] >= 10,
+            }
+        )
+
     # retry workload
-    retry = {r["stack"]: r for r in results["retry"]}
+    retry = {r["stack"]: r for r in results.get("retry", [])}
     sosw_r = retry_figures(retry["sosw"]).get("requests_per_task") if "sosw" in retry else None
     ours_r = retry_figures(retry["ours"]).get("requests_per_task") if "ours" in retry else None
     attempts = "3 attempts"
@@ -246,7 +248,7 @@ def summarize(results: dict[str, Any]) -> list[dict[str, Any]]:
         }
     )
     # scaling
-    scaling = {r["stack"]: r for r in results["scaling"]}
+    scaling = {r["stack"]: r for r in results.get("scaling", [])}
     for phase, label in (("orchestrate", "Orchestrator"), ("scavenge", "Scavenger")):
         cells = {}
         flat_ok = False
@@ -437,7 +439,267 @@ def render_markdown(results: dict[str, Any]) -> str:
         "meta-table writes off (see bench/sosw_runner.py for the rest).",
         "",
     ]
+    if results.get("drain"):
+        lines += render_drain(results["drain"])
     return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------- drain (issue 13)
+
+
+def _spread(s: dict[str, Any] | None) -> str:
+    if not s or not s.get("count"):
+        return "n/a"
+    return f"{s['median']:.2f} / {s['p95']:.2f} s"
+
+
+def _within(s: dict[str, Any] | None, median: float | None, p95: float | None) -> bool:
+    if not s or not s.get("count"):
+        return False
+    return (median is None or s["median"] <= median) and (p95 is None or s["p95"] <= p95)
+
+
+def drain_summary(drain: dict[str, Any]) -> list[dict[str, Any]]:
+    """The rows of the drain's targets table (issue 13), with whether each target is met (None: no target)."""
+    rows: list[dict[str, Any]] = []
+    latency = drain.get("latency") or {}
+    drains = drain.get("drains") or []
+    if latency:
+        rows.append(
+            {
+                "figure": "create-to-invoke, a slot free (tasks created one by one, 0.5 s apart), median / p95",
+                "measured": _spread(latency["create_to_invoke"]),
+                "target": "≤ 1 s / ≤ 2 s",
+                "met": _within(latency["create_to_invoke"], 1, 2),
+            }
+        )
+    for d in drains:
+        rows.append(
+            {
+                "figure": f"create-to-invoke, ({d['n']:,}, {d['d']:g} s, {d['cap']}) drain: its first {d['cap']} "
+                "(slots free) [all, queueing included], median / p95",
+                "measured": f"{_spread(d['create_to_invoke_first_fill'])} [{_spread(d['create_to_invoke'])}]",
+                "target": "≤ 1 s / ≤ 2 s (first fill)",
+                "met": _within(d["create_to_invoke_first_fill"], 1, 2),
+            }
+        )
+    if latency:
+        for key, label in (
+            ("retry_due_to_start", "retry-due-to-start, first attempt failed (due 2 s after), median / p95"),
+            (
+                "delayed_following_due_to_start",
+                "due-to-start, delayed tasks (3-12 s) while a run follows, median / p95",
+            ),
+            (
+                "delayed_idle_due_to_start",
+                f"due-to-start, delayed tasks (5 s) while no run follows (schedule every "
+                f"{latency['schedule_seconds']:g} s here, 60 s deployed), median / p95",
+            ),
+        ):
+            rows.append(
+                {
+                    "figure": label,
+                    "measured": _spread(latency[key]),
+                    "target": "≤ 2 s",
+                    "met": _within(latency[key], None, 2),
+                }
+            )
+    for d in drains:
+        target = "≤ 30 s" if (d["n"], d["d"], d["cap"]) == (200, 1.0, 10) else ""
+        seconds = d["drain_seconds"]
+        rows.append(
+            {
+                "figure": f"drain time, ({d['n']:,}, {d['d']:g} s, {d['cap']}): measured (x ideal) [one fill a minute, "
+                "computed]",
+                "measured": f"{_fmt(seconds)} s ({_fmt(seconds / d['ideal_seconds'] if seconds else None)}x ideal "
+                f"{_fmt(d['ideal_seconds'])} s) [{_fmt(d['one_fill_per_minute_seconds'], 0)} s]",
+                "target": target or "(none)",
+                "met": (seconds is not None and seconds <= 30) if target else None,
+            }
+        )
+    one_pass = drain.get("one_pass")
+    if one_pass and drains:
+        same = (one_pass["n"], one_pass["d"], one_pass["cap"])
+        follow = next(d for d in drains if (d["n"], d["d"], d["cap"]) == same)
+        growth = follow["requests_per_task"] - one_pass["requests_per_task"]
+        rows.append(
+            {
+                "figure": f"DynamoDB requests per task, lifecycle, ({one_pass['n']:,}, {one_pass['d']:g} s, "
+                f"{one_pass['cap']}): following runs vs one-pass runs (same workload, measured)",
+                "measured": f"{follow['requests_per_task']:.2f} vs {one_pass['requests_per_task']:.2f} ({growth:+.2f})",
+                "target": "≤ +0.3",
+                "met": growth <= 0.3,
+            }
+        )
+        for d in drains:
+            if d is not follow:
+                rows.append(
+                    {
+                        "figure": f"DynamoDB requests per task, lifecycle, ({d['n']:,}, {d['d']:g} s, {d['cap']}), "
+                        "following runs",
+                        "measured": f"{d['requests_per_task']:.2f}",
+                        "target": "(none)",
+                        "met": None,
+                    }
+                )
+    idle = drain.get("idle")
+    if idle:
+        rows += [
+            {
+                "figure": f"idle: DynamoDB requests between two scheduled runs ({idle['runs']} runs, "
+                f"{idle['labourers']} labourers)",
+                "measured": str(idle["requests_between_runs"]),
+                "target": "0",
+                "met": idle["requests_between_runs"] == 0,
+            },
+            {
+                "figure": f"idle: DynamoDB requests per hour, the schedule's runs ({idle['labourers']} labourers)",
+                "measured": f"{idle['requests_per_hour']:,.0f} (Orchestrator "
+                f"{idle['per_run']['orchestrator']['requests']:.0f} + Scavenger "
+                f"{idle['per_run']['scavenger']['requests']:.0f} a run, 60 runs)",
+                "target": "(none)",
+                "met": None,
+            },
+            {
+                "figure": f"idle: Orchestrator Lambda seconds per hour ({idle['labourers']} labourers)",
+                "measured": f"{idle['orchestrator_seconds_per_hour']:.0f} s "
+                f"({idle['per_run']['orchestrator']['seconds'] * 1000:.0f} ms a run, 60 runs)",
+                "target": "(none)",
+                "met": None,
+            },
+        ]
+    burst = drain.get("burst")
+    if burst:
+        rows.append(
+            {
+                "figure": f"Orchestrator invocations started by {burst['n']:,} completions of tasks that ran 11 s, "
+                f"queued at once ({burst['assistant_processes']} WorkerAssistant processes)",
+                "measured": f"{burst['orchestrator_invocations']} "
+                f"({burst['activity']['orchestrator']['seconds']:.1f} s of Orchestrator time; reports applied over "
+                f"{_fmt(burst['completions_seconds'])} s)",
+                "target": "(count)",
+                "met": None,
+            }
+        )
+    return rows
+
+
+def render_drain(drain: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## Drain: continuous dispatch at real speed (issue 13)",
+        "",
+    ]
+    if drain.get("error"):
+        return [*lines, f"**FAILED**: {drain['error']}", ""]
+    lines += [
+        f"`{drain['command']}` on {drain['date']}: the whole local stack (the real handlers of `lambdas/` behind "
+        "the local Lambda endpoint, the tasks table's stream polled as Lambda's event source mapping, DynamoDB Local "
+        f"behind a counting proxy), real time, the schedules every {drain['schedule_seconds']:g} s; "
+        f"scale {drain['scale']}; "
+        f"{drain['wall_seconds'] / 60:.1f} min (the stack's start {drain['stack_start_seconds']:.0f} s). Load average "
+        f"(1 min) {drain['load_start']} at the start, {drain['load_end']} at the end, on {drain['cores']} cores: other "
+        "sessions' work ran meanwhile.",
+        "",
+        "| figure | measured | target | met |",
+        "| --- | --- | --- | --- |",
+    ]
+    for row in drain.get("summary") or drain_summary(drain):
+        met = "" if row["met"] is None else ("yes" if row["met"] else "**no**")
+        lines.append(f"| {row['figure']} | {row['measured']} | {row['target']} | {met} |")
+    if drain.get("problems"):
+        lines += ["", f"**Problems**: {'; '.join(drain['problems'])}"]
+    lines += [
+        "",
+        "### Drains: N tasks of d seconds, cap C",
+        "",
+        "Drain: from the first create to the last completion. One fill a minute: sosw's model, computed: "
+        "(ceil(N / C) - 1) x 60 s + d, the first fill right at a scheduled run. Slot refill: how long a freed slot "
+        "stayed empty (the (C + k)-th invocation against the k-th slot freed). Requests: every DynamoDB request from "
+        "the first create until the stack was quiet, per task (the producer's creates, the Orchestrator's runs, the "
+        "WorkerAssistant's start guard and completions, any scheduled or woken run in between; the stream's reads "
+        "apart). Machine CPU: the share of both cores in use during the drain, by everything on the machine.",
+        "",
+        "| run | drained | ideal | first invoke | create-to-invoke all (median / p95) | slot refill (median / p95) | "
+        "requests/task (by caller) | Orchestrator: woken, scheduled, relays; seconds | extra attempts | peak running "
+        "| machine CPU | load |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | --- | --- | ---: | ---: | ---: | --- |",
+    ]
+    rows = [(f"following, ({d['n']:,}, {d['d']:g} s, {d['cap']})", d) for d in drain.get("drains") or []]
+    if drain.get("one_pass"):
+        op = drain["one_pass"]
+        rows.append((f"one-pass runs, ({op['n']:,}, {op['d']:g} s, {op['cap']}), {op['passes']} runs", op))
+    for label, d in rows:
+        activity = d["activity"]
+        callers = ", ".join(
+            f"{k} {v / d['n']:.2f}" for k, v in sorted(activity["requests"]["by_caller"].items(), key=lambda kv: -kv[1])
+        )
+        orchestrator = activity["orchestrator"]
+        lines.append(
+            f"| {label} | {_fmt(d['drain_seconds'])} s | {_fmt(d['ideal_seconds'])} s | "
+            f"{_fmt(d['first_invoke_seconds'], 2)} s | {_spread(d['create_to_invoke'])} | "
+            f"{_spread(d['slot_refill'])} | "
+            f"{d['requests_per_task']:.2f} ({callers}) "
+            f"| {orchestrator['woken']}, {orchestrator['scheduled']}, {orchestrator['stream_relays']}; "
+            f"{orchestrator['seconds']:.1f} s | {d['extra_attempts']} | {d['peak_running']} | "
+            f"{_pct(activity.get('machine_cpu_share'))} | {activity['load'][0]} → {activity['load'][1]} |"
+        )
+    latency = drain.get("latency")
+    if latency:
+        activity = latency["activity"]
+        lines += [
+            "",
+            "### Latency phase",
+            "",
+            f"Schedule every {latency['schedule_seconds']:g} s (shortened so this phase needs one more run); the "
+            "delayed tasks nothing follows were created "
+            f"{latency['delayed_idle_created_after_tick']:.1f} s after a scheduled run, due "
+            f"{latency['delayed_idle_due_after_tick']:.1f} s after it; scheduled runs at "
+            f"{', '.join(f'{t:.0f}' for t in latency['ticks_after_start'])} s. Orchestrator in this phase: "
+            f"{activity['orchestrator']['runs']} invocations ({activity['orchestrator']['woken']} woken, "
+            f"{activity['orchestrator']['scheduled']} scheduled, {activity['orchestrator']['stream_relays']} relays of "
+            f"the stream), {activity['orchestrator']['seconds']:.1f} s; load {activity['load'][0]} → "
+            f"{activity['load'][1]}.",
+            "",
+            "| measure | n | median | p95 | max |",
+            "| --- | ---: | ---: | ---: | ---: |",
+        ]
+        for key, label in (
+            ("create_to_invoke", "create-to-invoke, one task at a time, slots free"),
+            ("retry_due_to_start", "retry-due-to-start, first attempt failed"),
+            ("delayed_following_due_to_start", "due-to-start, delayed tasks, a run following"),
+            ("delayed_idle_due_to_start", "due-to-start, delayed tasks, no run following"),
+        ):
+            v = latency[key]
+            lines.append(
+                f"| {label} | {v['count']} | {_fmt(v['median'], 2)} s | {_fmt(v['p95'], 2)} s | {_fmt(v['max'], 2)} s |"
+            )
+    idle, burst = drain.get("idle"), drain.get("burst")
+    if idle:
+        lines += [
+            "",
+            f"Idle: {idle['runs']} scheduled runs of each, {idle['gap_seconds']:g} s apart (shortened; the hourly "
+            f"figures scale a run to 60 a hour), {idle['labourers']} labourers, nothing queued or waiting: "
+            f"{idle['requests_between_runs']} DynamoDB requests between runs; a run: Orchestrator "
+            f"{idle['per_run']['orchestrator']['requests']:.0f} requests, "
+            f"{idle['per_run']['orchestrator']['seconds'] * 1000:.0f} ms; Scavenger "
+            f"{idle['per_run']['scavenger']['requests']:.0f} requests, "
+            f"{idle['per_run']['scavenger']['seconds'] * 1000:.0f} ms. The stream's reads (Lambda's event source "
+            f"mapping; not billed as requests) ran at {idle['stream_reads_per_hour']:,.0f} an hour.",
+        ]
+    if burst:
+        lines += [
+            "",
+            f"Burst: {burst['n']:,} tasks invoked on a sink worker; once they had run "
+            f"{burst['ran_seconds']['min']:.0f} s or more, their {burst['n']:,} completion reports (as the Worker base "
+            f"class builds them) were queued at the WorkerAssistant within {burst['queued_seconds'] * 1000:.0f} ms; "
+            f"its {burst['assistant_processes']} processes applied them over {_fmt(burst['completions_seconds'])} s "
+            f"and started {burst['orchestrator_invocations']} Orchestrator invocations (a container wakes the "
+            "Orchestrator at most once a second per labourer); "
+            f"{burst['activity']['requests']['by_caller'].get('orchestrator', 0)} DynamoDB requests by those runs.",
+        ]
+    lines.append("")
+    return lines
 
 
 if __name__ == "__main__":  # re-render bench/results.md from bench/results.json (after changing this module)
@@ -447,5 +709,7 @@ if __name__ == "__main__":  # re-render bench/results.md from bench/results.json
     bench = Path(__file__).resolve().parent
     data = json.loads((bench / "results.json").read_text())
     data["summary"] = summarize(data)
+    if data.get("drain") and not data["drain"].get("error"):
+        data["drain"]["summary"] = drain_summary(data["drain"])
     (bench / "results.json").write_text(json.dumps(data, indent=1) + "\n")
     (bench / "results.md").write_text(render_markdown(data))

@@ -10,10 +10,12 @@ Environment:
   BENCH_REPEAT=3           repeat each lifecycle run (figures are medians); default 1
   BENCH_SOSW_PYTHON=...    sosw 0.7.51's interpreter; default .cache/bench-sosw-venv/bin/python
   BENCH_STACKS=ours        only these stacks (comma-separated: ours,sosw); default both
-  BENCH_WORKLOADS=retry    only these workloads (comma-separated: lifecycle,retry,scaling); default all
+  BENCH_WORKLOADS=retry    only these workloads (comma-separated: lifecycle,retry,scaling,drain); default all;
+                           drain alone replaces only the drain's part of bench/results.json
 
 Writes bench/results.json, bench/results.md and bench/results.png (the chart); per-run specs and raw results go
-to bench/out/.
+to bench/out/. The drain (issue 13, bench/drain.py) runs the whole local stack in its own process, on the same
+DynamoDB Local.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ import boto3
 
 from bench.chart import render_chart
 from bench.common import Endpoint, Tables, scan_count
-from bench.report import render_markdown, summarize
+from bench.report import drain_summary, render_markdown, summarize
 from sosw.local.dynamodb_local import DynamoDBLocal
 from sosw.local.tables import create_tables, prefixed_config
 from sosw.schema import table_schemas
@@ -47,7 +49,11 @@ SOSW_PYTHON = Path(os.environ.get("BENCH_SOSW_PYTHON", ROOT / ".cache" / "bench-
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "1"))
 STACKS = [s.strip() for s in os.environ.get("BENCH_STACKS", "ours,sosw").split(",") if s.strip()]
-WORKLOADS = [w.strip() for w in os.environ.get("BENCH_WORKLOADS", "lifecycle,retry,scaling").split(",") if w.strip()]
+WORKLOADS = [
+    w.strip() for w in os.environ.get("BENCH_WORKLOADS", "lifecycle,retry,scaling,drain").split(",") if w.strip()
+]
+#: The workloads that compare the two stacks (the drain runs ours alone, on the local stack).
+VERSUS = ("lifecycle", "retry", "scaling")
 
 #: (N, invoke delay in ms) of the lifecycle workload.
 LIFECYCLE = [(1000, 0), (1000, 20), (4000, 0), (4000, 20)]
@@ -147,6 +153,24 @@ class Bench:
         result["labourer_id"] = labourer_id
         result["spec"] = spec
         return result
+
+    def drain(self) -> dict[str, Any]:
+        """The drain workload (bench/drain.py) in its own process: the local stack on this DynamoDB Local."""
+        OUT.mkdir(exist_ok=True)
+        result_path = OUT / "drain.result.json"
+        result_path.unlink(missing_ok=True)
+        env = {k: v for k, v in self.env.items() if not k.startswith("AWS_ENDPOINT_URL")}
+        try:
+            subprocess.run(
+                [sys.executable, "-m", "bench.drain", "--dynamodb-url", self.ddb_url, "--out", str(result_path)],
+                cwd=ROOT,
+                env=env,
+                check=False,
+                timeout=3600,
+            )
+            return json.loads(result_path.read_text())
+        except (OSError, ValueError, subprocess.TimeoutExpired) as exc:
+            return {"ok": False, "error": f"drain: {type(exc).__name__}: {exc}"}
 
     def drop(self, spec: dict[str, Any]) -> None:
         for schema in table_schemas(spec["config"]).values():
@@ -314,7 +338,8 @@ def main() -> int:
     os.environ.update(AWS_ACCESS_KEY_ID="bench", AWS_SECRET_ACCESS_KEY="bench", AWS_DEFAULT_REGION="us-east-1")
     for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_DYNAMODB"):
         os.environ.pop(key, None)
-    if "sosw" in STACKS and not SOSW_PYTHON.is_file():
+    versus = [w for w in WORKLOADS if w in VERSUS]
+    if versus and "sosw" in STACKS and not SOSW_PYTHON.is_file():
         say(f"sosw 0.7.51's virtualenv is missing ({SOSW_PYTHON}): run `make bench`, which creates it")
         return 1
     started = time.monotonic()
@@ -340,7 +365,7 @@ def main() -> int:
             pids = {"dynamodb_local": ddb._process.pid if ddb._process else 0, "lambda_endpoint": endpoint.pid}
             bench = Bench(ddb.endpoint_url, lambda_url, pids)
             say(f"DynamoDB Local on {ddb.endpoint_url}, Lambda endpoint on {lambda_url}")
-            for stack in STACKS:  # the JVM's JIT warms up on neither stack's clock
+            for stack in STACKS if versus else []:  # the JVM's JIT warms up on neither stack's clock
                 bench.lifecycle(stack, scaled(WARMUP_N), 0, 0, record=False)
             for n, delay in LIFECYCLE if "lifecycle" in WORKLOADS else []:
                 for repeat in range(REPEAT):
@@ -351,10 +376,18 @@ def main() -> int:
             levels = [scaled(level, minimum=100) for level in SCALING_LEVELS]
             for stack in STACKS if "scaling" in WORKLOADS else []:
                 results["scaling"].append(bench.scaling(stack, levels))
+            if "drain" in WORKLOADS:
+                say("== drain (issue 13): the local stack at real speed")
+                results["drain"] = bench.drain()
+                if not results["drain"].get("error"):
+                    results["drain"]["summary"] = drain_summary(results["drain"])
     finally:
         stop_endpoint(endpoint)
     results["wall_seconds"] = round(time.monotonic() - started, 1)
     info["load_end"] = round(os.getloadavg()[0], 2)
+    if not versus and (BENCH / "results.json").is_file():
+        # The drain alone: the comparison's figures stay those of the last full run.
+        results = {**json.loads((BENCH / "results.json").read_text()), "drain": results.get("drain")}
     results["summary"] = summarize(results)
     (BENCH / "results.json").write_text(json.dumps(results, indent=1) + "\n")
     markdown = render_markdown(results)
@@ -363,7 +396,9 @@ def main() -> int:
     say("")
     say(markdown)
     say(f"wrote bench/results.json, bench/results.md and bench/results.png in {results['wall_seconds']:.0f} s")
-    failed = [r for key in ("lifecycle", "retry", "scaling") for r in results[key] if not r["ok"]]
+    failed = [r for key in VERSUS for r in results[key] if not r["ok"]]
+    if "drain" in WORKLOADS and not (results.get("drain") or {}).get("ok"):
+        failed.append(results.get("drain"))
     return 1 if failed else 0
 
 

@@ -70,6 +70,7 @@ class _Follow:
     queued: bool = True  # may have queued tasks (until a read finds fewer than asked)
     queue_read: float | None = None
     next_due: float | None = None  # None: not read yet; inf: no retry falls due within the linger horizon
+    due_read: float | None = None  # when the head of the retry table was last read (monotonic)
 
     @property
     def waits_for_retry(self) -> bool:
@@ -318,19 +319,26 @@ class Orchestrator(SoswProcessor):
             run.outcomes[outcome] += 1
 
     def _requeue_due(self, labourer: Labourer, state: _Follow, now: float) -> None:
-        """Put retries that fell due at the head of the queue, and learn when the next one falls due."""
-        if state.next_due == math.inf:
+        """Put retries that fell due at the head of the queue, and learn when the next one falls due.
+
+        The head of the retry table is read again every ``dispatch_poll_max_seconds`` while the run follows the
+        labourer: a task that failed meanwhile waits there now (its wake-up found this run's lease and only flagged
+        it), and may fall due before anything the run knew of.
+        """
+        due = state.next_due is not None and state.next_due <= now
+        fresh = state.due_read is not None and self._monotonic() - state.due_read < self.poll_max_seconds
+        if state.next_due is not None and not due and fresh:
             return
-        if state.next_due is None or state.next_due <= now:
-            if state.next_due is not None:
-                due = self.tm.get_tasks_to_retry_for_labourer(labourer)
-                if due and self.tm.retry_tasks(labourer, due):
-                    state.queued = True
-            upcoming = self.tm.get_next_retry_due(labourer)
-            horizon = now + self.linger_seconds
-            state.next_due = upcoming if upcoming is not None and upcoming <= horizon else math.inf
-            if state.next_due <= now:
-                state.next_due = now  # due already: requeued on the next pass
+        if due:
+            retries = self.tm.get_tasks_to_retry_for_labourer(labourer)
+            if retries and self.tm.retry_tasks(labourer, retries):
+                state.queued = True
+        upcoming = self.tm.get_next_retry_due(labourer)
+        state.due_read = self._monotonic()
+        horizon = now + self.linger_seconds
+        state.next_due = upcoming if upcoming is not None and upcoming <= horizon else math.inf
+        if state.next_due <= now:
+            state.next_due = now  # due already: requeued on the next pass
 
     def _follows(self, state: _Follow) -> bool:
         """Worth another pass: work came or went lately, or a retry is about to fall due."""

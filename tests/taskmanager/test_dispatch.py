@@ -182,6 +182,28 @@ def test_a_due_retry_is_started_by_the_run_that_waits_for_it(live, lambda_endpoi
     assert delayed["desired_launch_time"] <= time.time() < started + 10
 
 
+def test_a_retry_that_comes_while_the_run_follows_is_started_by_that_run(live, lambda_endpoint):
+    # Given a run following a labourer that had no retry waiting when it started
+    make, _peaks = live
+    manager = make()
+    beta = manager.get_labourer("beta")  # cap 2
+    manager.create_tasks(beta, [{}] * 8)
+    time.sleep(1.01)
+    later: dict = {}
+
+    def wait_for_retry_soon():  # what the Scavenger does with a task that failed meanwhile
+        time.sleep(0.3)
+        later.update(make().create_delayed_task(beta, {"later": True}, delay=2))
+
+    mover = threading.Thread(target=wait_for_retry_soon)
+    mover.start()
+    report = Orchestrator(manager).run(labourer_ids=["beta"], follow=True)
+    mover.join()
+    # Then the run learnt of it while following, waited for its due time and started it (not the next minute's run)
+    assert report.labourers["beta"].outcomes["invoked"] == 9
+    assert later["task_id"] in {call.event["task_id"] for call in lambda_endpoint.invocations}
+
+
 def test_a_wake_flag_makes_the_holder_look_again_before_letting_go(live, lambda_endpoint):
     make, _peaks = live
     manager = make()

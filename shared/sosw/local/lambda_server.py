@@ -327,6 +327,18 @@ class _Function:
             slot.stop()
 
 
+class _Server(ThreadingHTTPServer):
+    # The Orchestrator invokes from 16 threads at once: with the default listen backlog of 5, some of their
+    # connections wait for seconds, and an Invoke that times out is left "outcome unknown" (the task waits for
+    # its expiry). Lambda's endpoint takes them all.
+    request_queue_size = 1024
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A caller that stopped waiting (its read timeout passed) is not the endpoint's error.
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+
 class LocalLambda:
     """``with LocalLambda([FunctionSpec(...), ...]) as lam: os.environ["AWS_ENDPOINT_URL_LAMBDA"] = lam.url``."""
 
@@ -353,7 +365,7 @@ class LocalLambda:
         self.peaks: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         self._functions: dict[str, _Function] = {}
-        self._server = ThreadingHTTPServer((host, port), self._handler_class())
+        self._server = _Server((host, port), self._handler_class())
         self._server.daemon_threads = True
         self.url = f"http://{host}:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, name="local-lambda", daemon=True)
