@@ -353,8 +353,9 @@ class Orchestrator(SoswProcessor):
             idle = self._monotonic() - state.last_progress
             pause = min(self.poll_max_seconds, max(self.poll_seconds, idle / 4))
             if not state.queued and state.waits_for_retry:
+                # Never longer than the retry table's re-read: a task that fails meanwhile may fall due first
                 assert state.next_due is not None
-                pause = max(self.poll_seconds, min(state.next_due - now, self.linger_seconds))
+                pause = max(self.poll_seconds, min(state.next_due - now, self.poll_max_seconds))
             pauses.append(pause)
         return min(pauses)
 

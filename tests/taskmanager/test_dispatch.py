@@ -204,6 +204,35 @@ def test_a_retry_that_comes_while_the_run_follows_is_started_by_that_run(live, l
     assert later["task_id"] in {call.event["task_id"] for call in lambda_endpoint.invocations}
 
 
+def test_a_run_waiting_for_a_later_retry_starts_an_earlier_one_that_came_meanwhile(live, lambda_endpoint):
+    # Given a run whose queue is empty, waiting for a delayed task due in 8 s
+    make, _peaks = live
+    manager = make()
+    alpha = manager.get_labourer("alpha")
+    later = manager.create_delayed_task(alpha, {"which": "later"}, delay=8)
+    sooner: dict = {}
+    started_at: dict[str, float] = {}
+    respond = lambda_endpoint.respond
+
+    def record(call):
+        started_at[call.event["which"]] = time.time()
+        return respond(call)
+
+    lambda_endpoint.respond = record
+
+    def fail_meanwhile():  # the Scavenger puts a task that failed meanwhile to wait 2 s
+        time.sleep(0.5)
+        sooner.update(make().create_delayed_task(alpha, {"which": "sooner"}, delay=2))
+
+    mover = threading.Thread(target=fail_meanwhile)
+    mover.start()
+    Orchestrator(manager).run(labourer_ids=["alpha"], follow=True)
+    mover.join()
+    # Then the earlier one started within 2 s of its due time, not when the run woke for the later one
+    assert started_at["sooner"] - sooner["desired_launch_time"] <= 2
+    assert started_at["sooner"] < later["desired_launch_time"] - 2 <= started_at["later"]
+
+
 def test_a_wake_flag_makes_the_holder_look_again_before_letting_go(live, lambda_endpoint):
     make, _peaks = live
     manager = make()
