@@ -8,7 +8,9 @@ Alarms (all notify the alarm topic, on ALARM and on OK):
 - dead tasks: any message on the dead-task topic;
 - queue age, per labourer: the oldest queued task waited longer than ``alarms.queue_age_seconds``
   (the Orchestrator's ``oldest_queued_age`` metric);
-- failed events: anything in the failed-events queue (a lost report or a lost scheduled run).
+- failed events: anything in the failed-events queue (a lost report or a lost scheduled run);
+- dispatch lagging: the Orchestrator got a stream record over a minute old (``IteratorAge``), so wake-ups
+  from new and waiting tasks come later than the schedule would (only when the stack has streams).
 
 The dashboard shows the control functions, then one row per labourer from the EMF metrics the
 handlers emit (``sosw.metrics``: one dimension, ``labourer_id``), found with SEARCH: queued, oldest
@@ -45,7 +47,9 @@ class Monitoring(Construct):
         config: StackConfig,
         functions: ControlFunctions,
         messaging: Messaging,
+        streamed: bool,
     ) -> None:
+        """``streamed``: the Orchestrator reads tables' streams (no stream when every streamed table is adopted)."""
         super().__init__(scope, construct_id)
         self.config = config
         self.functions = functions
@@ -57,6 +61,8 @@ class Monitoring(Construct):
         self._build_dead_task_alarm()
         self._build_queue_age_alarms()
         self._build_failed_events_alarm()
+        if streamed:
+            self._build_dispatch_lag_alarm()
         self.dashboard = self._build_dashboard() if config.dashboard else None
 
     def _alarm(self, key: str, **props: object) -> cloudwatch.Alarm:
@@ -154,6 +160,21 @@ class Monitoring(Construct):
         )
 
     # ------------------------------------------------------------------ dashboard
+
+    def _build_dispatch_lag_alarm(self) -> None:
+        # Past a minute, the minute schedule starts what the stream should have: wake-ups add nothing then
+        self._alarm(
+            "dispatch-lagging",
+            alarm_description=(
+                "The Orchestrator got a tasks or retry table stream record over 60 s old: wake-ups lag "
+                "(its reserved concurrency is spent, or it fails); tasks start on the minute schedule meanwhile."
+            ),
+            metric=self.functions.orchestrator.function.metric("IteratorAge", period=FIVE_MINUTES, statistic="Maximum"),
+            threshold=60_000,  # milliseconds
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
 
     def _search(self, labourer: str, metric: str, statistic: str = "Sum") -> cloudwatch.MathExpression:
         namespace = self.config.metrics_namespace

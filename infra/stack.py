@@ -62,7 +62,12 @@ class SoswStack(Stack):
         self.dispatch = Dispatch(self, "Dispatch", tables=self.tables, functions=self.functions)
         self.schedules = Schedules(self, "Schedules", config=config, functions=self.functions, messaging=self.messaging)
         self.monitoring = Monitoring(
-            self, "Monitoring", config=config, functions=self.functions, messaging=self.messaging
+            self,
+            "Monitoring",
+            config=config,
+            functions=self.functions,
+            messaging=self.messaging,
+            streamed=bool(self.dispatch.mappings),
         )
         self._build_outputs()
 

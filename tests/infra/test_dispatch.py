@@ -77,3 +77,26 @@ def test_adopted_tables_have_no_stream_so_reports_and_the_schedule_wake_dispatch
     # Given only the tasks table adopted: the retry table the stack created still wakes dispatch
     [mapping] = adopted.of_type("AWS::Lambda::EventSourceMapping").values()
     assert mapping["Properties"]["EventSourceArn"]["Fn::GetAtt"][0] == adopted.table("sosw_retry_tasks")[0]
+
+
+def test_wake_ups_falling_behind_raise_an_alarm(dev: Synth, adopted: Synth):
+    # Given the dev stack: an alarm on the age of the oldest stream record the Orchestrator got
+    [alarm] = [
+        a["Properties"]
+        for a in dev.of_type("AWS::CloudWatch::Alarm").values()
+        if a["Properties"]["AlarmName"] == "sosw-dev-dispatch-lagging"
+    ]
+    orchestrator_id, _ = dev.function("dev_sosw_orchestrator")
+    assert alarm["MetricName"] == "IteratorAge" and alarm["Namespace"] == "AWS/Lambda"
+    assert alarm["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": orchestrator_id}}]
+    assert alarm["Statistic"] == "Maximum" and alarm["Threshold"] == 60_000  # ms: by then the schedule is faster
+    assert alarm["ComparisonOperator"] == "GreaterThanThreshold" and alarm["TreatMissingData"] == "notBreaching"
+    assert alarm["AlarmActions"] and alarm["OKActions"]
+    # And a stack whose tables all come adopted (no stream) has none
+    none_streamed = synthesize(
+        Path(adopted.app.outdir).parent / "all-adopted",
+        cdk_context(prefix="", tables={"adopt": ["tasks", "retry", "closed"]}),
+    )
+    assert not none_streamed.of_type("AWS::Lambda::EventSourceMapping")
+    names = {a["Properties"]["AlarmName"] for a in none_streamed.of_type("AWS::CloudWatch::Alarm").values()}
+    assert "sosw-dev-dispatch-lagging" not in names and "sosw-dev-orchestrator-errors" in names
