@@ -47,7 +47,8 @@ reliability: venv dynamodb-local
 
 ## bench: this stack against sosw 0.7.51 (PyPI, in its own virtualenv) on one DynamoDB Local, about 16 min on
 ## 2 cores, then the drain workload on the local stack (issue 13, about 4 min); writes bench/results.json,
-## bench/results.md and bench/results.png; then the job figures (bench/jobs_results.md, about 5 min).
+## bench/results.md and bench/results.png; then an idle run before and after continuous dispatch
+## (bench/idle_results.md, 2 min, needs the git history) and the job figures (bench/jobs_results.md, 5 min).
 ## BENCH_SCALE=0.1 for a quick run; BENCH_WORKLOADS=drain (or jobs, lifecycle, ...) for some parts (bench/README.md)
 # matplotlib, for the chart (bench/results.png): only in the `bench` extras
 $(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
@@ -56,6 +57,7 @@ $(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
 
 bench: venv dynamodb-local $(BENCH_SOSW_VENV)/.installed $(VENV)/.bench-installed
 	case ",$${BENCH_WORKLOADS:-all}," in *,lifecycle,*|*,retry,*|*,scaling,*|*,drain,*|*,all,*) $(PY) -m bench.run;; esac
+	case ",$${BENCH_WORKLOADS:-idle}," in *,idle,*) $(PY) -m bench.idle;; esac
 	case ",$${BENCH_WORKLOADS:-jobs}," in *,jobs,*) $(PY) -m bench.jobs;; esac
 
 ## unit: the fast tests only (moto), no Java needed

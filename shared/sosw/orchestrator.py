@@ -326,7 +326,9 @@ class Orchestrator(SoswProcessor):
         it), and may fall due before anything the run knew of.
         """
         due = state.next_due is not None and state.next_due <= now
-        fresh = state.due_read is not None and self._monotonic() - state.due_read < self.poll_max_seconds
+        # A pass every poll_max_seconds at the slowest: re-read on each of those, not on every other one
+        stale_after = self.poll_max_seconds - self.poll_seconds
+        fresh = state.due_read is not None and self._monotonic() - state.due_read < stale_after
         if state.next_due is not None and not due and fresh:
             return
         if due:
