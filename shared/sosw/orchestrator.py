@@ -321,13 +321,13 @@ class Orchestrator(SoswProcessor):
     def _requeue_due(self, labourer: Labourer, state: _Follow, now: float) -> None:
         """Put retries that fell due at the head of the queue, and learn when the next one falls due.
 
-        The head of the retry table is read again every ``dispatch_poll_max_seconds`` while the run follows the
-        labourer: a task that failed meanwhile waits there now (its wake-up found this run's lease and only flagged
-        it), and may fall due before anything the run knew of.
+        The head of the retry table is read again while the run follows the labourer: a task that failed meanwhile
+        waits there now (its wake-up found this run's lease and only flagged it), and may fall due before anything
+        the run knew of. Every ``dispatch_poll_max_seconds`` while tasks are queued (a retry would wait for a slot
+        anyway), every half of it while none is: then a retry put to wait 2 s is seen before it falls due.
         """
         due = state.next_due is not None and state.next_due <= now
-        # A pass every poll_max_seconds at the slowest: re-read on each of those, not on every other one
-        stale_after = self.poll_max_seconds - self.poll_seconds
+        stale_after = self._retry_read_interval(state) - self.poll_seconds  # a pass late by a poll is in time
         fresh = state.due_read is not None and self._monotonic() - state.due_read < stale_after
         if state.next_due is not None and not due and fresh:
             return
@@ -342,6 +342,9 @@ class Orchestrator(SoswProcessor):
         if state.next_due <= now:
             state.next_due = now  # due already: requeued on the next pass
 
+    def _retry_read_interval(self, state: _Follow) -> float:
+        return self.poll_max_seconds if state.queued else self.poll_max_seconds / 2
+
     def _follows(self, state: _Follow) -> bool:
         """Worth another pass: work came or went lately, or a retry is about to fall due."""
         return state.waits_for_retry or self._monotonic() - state.last_progress < self.wait_seconds
@@ -353,11 +356,11 @@ class Orchestrator(SoswProcessor):
         for labourer in active:
             state = states[labourer.id]
             idle = self._monotonic() - state.last_progress
-            pause = min(self.poll_max_seconds, max(self.poll_seconds, idle / 4))
+            pause = min(self._retry_read_interval(state), max(self.poll_seconds, idle / 4))
             if not state.queued and state.waits_for_retry:
-                # Never longer than the retry table's re-read: a task that fails meanwhile may fall due first
+                # Until the known retry falls due, but never past the next read of the retry table's head
                 assert state.next_due is not None
-                pause = max(self.poll_seconds, min(state.next_due - now, self.poll_max_seconds))
+                pause = max(self.poll_seconds, min(state.next_due - now, self._retry_read_interval(state)))
             pauses.append(pause)
         return min(pauses)
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import boto3
 import pytest
 
-from sosw.local.stack import ASSISTANT, LocalStack, WorkerSpec
+from sosw.local.stack import ASSISTANT, LocalStack, WorkerSpec, programmatic_stack
 from sosw.managers.ecology import EcologyManager
 from sosw.orchestrator import Orchestrator
 from sosw.scavenger import Scavenger
@@ -348,3 +348,52 @@ def test_with_the_schedule_off_wake_ups_alone_start_new_refill_freed_and_start_d
     assert closed[delayed]["completed_at"] >= closed[delayed]["created_at"] + 3
     assert stack.lambda_.peaks["solo"] <= 1
     assert sum(p.batches for p in stack.stream_pollers) >= 2  # the tasks stream and the retry table's
+
+
+def test_with_every_wake_up_dropped_the_schedule_alone_still_drains_the_queue(stack_factory):
+    # Given the local stack with no stream, and every wake-up sent to a function that doesn't exist (lost)
+    solo = WorkerSpec(
+        "solo", fast(max_simultaneous_invocations=2, retry_policy="linear", retry_base=1, retry_cap=1), concurrency=2
+    )
+    spec = programmatic_stack([solo], table_prefix=f"e2e{os.getpid()}_{next(_prefix)}_")
+    spec.streams = []
+    for function in spec.functions:
+        for key in ("SOSW_ORCHESTRATOR_FUNCTION", "SOSW_SCAVENGER_FUNCTION"):
+            if key in function.environment:
+                function.environment[key] = "wake-ups-go-nowhere"
+    stack = stack_factory(None, spec=spec, worker_concurrency={"solo": 2})
+    tm = stack.task_manager()
+    labourer = tm.get_labourer("solo")
+    ids = tm.create_tasks(labourer, [{"sleep": 0.2}] * 6 + [{"fail_attempts": 1}] * 3)
+    ids.append(tm.create_delayed_task(labourer, {"echo": "later"}, delay=2)["task_id"])
+    # When only the schedule runs (shortened to a tick a second)
+    tables = scan_all(stack.config)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and (tables["tasks"] or tables["retry"]):
+        stack.schedule_tick()
+        time.sleep(1)
+        tables = scan_all(stack.config)
+    stack.lambda_.wait_idle(10)
+    # Then every task ended closed exactly once, within the cap, retries and the delayed one included
+    closed_exactly_once(scan_all(stack.config), ids)
+    assert stack.lambda_.peaks["solo"] <= 2
+    # And every Orchestrator run was a scheduled one: wake-ups were sent, and all were lost
+    assert all(event == {} for event in stack.lambda_.deliveries[stack.orchestrator])
+    logs = "".join(path.read_text() for path in stack.log_dir.glob("*.log"))
+    assert "Wake-up not sent" in logs and "wake-ups-go-nowhere" in logs
+
+
+def test_an_idle_stack_runs_nothing_between_two_scheduled_runs(stack_factory):
+    # Given the local stack with its streams and wake-ups, and nothing to do
+    stack = stack_factory([WorkerSpec("solo", fast(max_simultaneous_invocations=2), concurrency=1)])
+    stack.schedule_tick()
+    time.sleep(0.5)
+    stack.lambda_.wait_idle(30)
+    runs, batches = dict(stack.lambda_.runs), sum(p.batches for p in stack.stream_pollers)
+    assert runs[stack.orchestrator] == runs[stack.scavenger] == 1  # the scheduled runs ended: no busy loop
+    # When nothing happens for longer than a following run's longest pause and its wait for work
+    time.sleep(stack.config.get("dispatch_poll_max_seconds", 2) * 2)
+    # Then no function ran and no stream batch came: every DynamoDB request of the stack is a function's
+    assert dict(stack.lambda_.runs) == runs
+    assert sum(p.batches for p in stack.stream_pollers) == batches
+    assert not stack.lambda_.deliveries[stack.orchestrator][1:]
