@@ -16,8 +16,9 @@ that has only them.
 1. latency (labourers ``probe`` and ``late``, schedule every 30 s, shortened so this phase needs one tick):
    - create-to-invoke with free slots: 30 tasks created one at a time, 0.5 s apart;
    - retry-due-to-start: 20 tasks whose first attempt fails (linear policy: due 2 s after the failure), and 10
-     delayed tasks (``create_delayed_task``, 3 to 12 s) created while a run follows the labourer;
-   - 5 delayed tasks (5 s) on ``late``, created while no run follows it: nothing wakes dispatch for them.
+     delayed tasks (``create_delayed_task``, 3 to 12 s) created while a run follows the labourer; ``probe``'s cap
+     (30) leaves each a free slot at its due time, so the figure is dispatch's, not a wait for a slot;
+   - 5 delayed tasks (5 s) on ``late``, created while no run follows it: the retry table's stream wakes dispatch.
 2. drain: N tasks of d seconds with cap C, for (200, 1 s, 10) and (1,000, 0.5 s, 50): the drain time, against the
    ideal N x d / C and against one fill per minute (sosw's model, computed); latencies; requests per task.
 3. burst: 1,000 tasks invoked on a sink worker (it reports nothing); once they ran 11 s (past half of
@@ -72,6 +73,7 @@ LATENCY_SCHEDULE_SECONDS = 30.0
 TRICKLE_N, TRICKLE_GAP, TRICKLE_SLEEP = 30, 0.5, 0.2
 RETRY_N, RETRY_DUE = 20, 2  # linear retry policy: max_duration (2 s) x attempts (1)
 DELAYS = list(range(3, 13))
+PROBE_CAP = RETRY_N + len(DELAYS)  # every retry and delayed task of the latency phase finds a free slot when due
 LATE_N, LATE_DELAY = 5, 5
 BURST_N = 1000
 BURST_LONG_SECONDS = 11.0  # past half of dispatch_wait_seconds (20): a completion then wakes the Orchestrator
@@ -721,9 +723,14 @@ def _fmt_spread(s: dict[str, Any]) -> str:
 
 
 def workers(drains: list[tuple[int, float, int]]) -> list[WorkerSpec]:
-    probe = {"max_simultaneous_invocations": 10, "max_attempts": 3, "retry_policy": "linear", "max_duration": RETRY_DUE}
+    probe = {
+        "max_simultaneous_invocations": PROBE_CAP,
+        "max_attempts": 3,
+        "retry_policy": "linear",
+        "max_duration": RETRY_DUE,
+    }
     return [
-        WorkerSpec("probe", probe, concurrency=10),
+        WorkerSpec("probe", probe, concurrency=PROBE_CAP),
         WorkerSpec("late", {"max_simultaneous_invocations": LATE_N}, concurrency=LATE_N),
         *[WorkerSpec(drain_labourer(c), {"max_simultaneous_invocations": c}, concurrency=c) for _n, _d, c in drains],
         WorkerSpec(

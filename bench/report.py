@@ -485,10 +485,13 @@ def drain_summary(drain: dict[str, Any]) -> list[dict[str, Any]]:
         )
     if latency:
         for key, label in (
-            ("retry_due_to_start", "retry-due-to-start, first attempt failed (due 2 s after), median / p95"),
+            (
+                "retry_due_to_start",
+                "retry-due-to-start, first attempt failed (due 2 s after; a slot free), median / p95",
+            ),
             (
                 "delayed_following_due_to_start",
-                "due-to-start, delayed tasks (3-12 s) while a run follows, median / p95",
+                "due-to-start, delayed tasks (3-12 s; a slot free) while a run follows, median / p95",
             ),
             (
                 "delayed_idle_due_to_start",

@@ -323,8 +323,8 @@ class Orchestrator(SoswProcessor):
 
         The head of the retry table is read again while the run follows the labourer: a task that failed meanwhile
         waits there now (its wake-up found this run's lease and only flagged it), and may fall due before anything
-        the run knew of. Every ``dispatch_poll_max_seconds`` while tasks are queued (a retry would wait for a slot
-        anyway), every half of it while none is: then a retry put to wait 2 s is seen before it falls due.
+        the run knew of. Every half of ``dispatch_poll_max_seconds``: a retry put to wait 2 s is seen before it
+        falls due.
         """
         due = state.next_due is not None and state.next_due <= now
         stale_after = self._retry_read_interval(state) - self.poll_seconds  # a pass late by a poll is in time
@@ -343,7 +343,8 @@ class Orchestrator(SoswProcessor):
             state.next_due = now  # due already: requeued on the next pass
 
     def _retry_read_interval(self, state: _Follow) -> float:
-        return self.poll_max_seconds if state.queued else self.poll_max_seconds / 2
+        # Whether tasks are queued says nothing here: short tasks free their slots long before a retry falls due
+        return self.poll_max_seconds / 2
 
     def _follows(self, state: _Follow) -> bool:
         """Worth another pass: work came or went lately, or a retry is about to fall due."""
