@@ -28,6 +28,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from bench.serving import serve_until_stdin_closes
+
 _APP = re.compile(r"(?:^|\s)app/(\S+)")
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade"}
 
@@ -141,12 +143,7 @@ def main() -> None:
     upstream = urlsplit(sys.argv[1])
     UPSTREAM = (upstream.hostname or "127.0.0.1", upstream.port or 80)
     server = Server(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    print(f"PORT {server.server_address[1]}", flush=True)
-    sys.stdin.read()  # until the harness closes our stdin (or exits)
-    server.shutdown()
-    server.server_close()
+    serve_until_stdin_closes(server)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from bench.serving import serve_until_stdin_closes
+
 _INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations")
 _CONFIG = re.compile(r"^/2015-03-31/functions/([^/]+)/configuration")
 _CONTROL = re.compile(r"^/_bench/functions/([^/?]+)(\?count=1)?$")
@@ -125,12 +127,7 @@ class Server(ThreadingHTTPServer):
 
 def main() -> None:
     server = Server(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    print(f"PORT {server.server_address[1]}", flush=True)
-    sys.stdin.read()  # until the harness closes our stdin (or exits)
-    server.shutdown()
-    server.server_close()
+    serve_until_stdin_closes(server)
 
 
 if __name__ == "__main__":
