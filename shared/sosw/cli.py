@@ -122,11 +122,13 @@ def _job_parser(sub: Any) -> None:
     submit.add_argument("--dry-run", action="store_true", help="print the task payloads, one per line; write nothing")
     status = commands.add_parser("status", help="progress, counts, rate and time left")
     status.add_argument("job_id")
-    status.add_argument("--json", action="store_true", help="the job as JSON")
+    status.add_argument("--json", action="store_true", help="the same as --output json")
+    add_output_option(status)
     cancel = commands.add_parser("cancel", help="cancel the queued and waiting tasks (running ones finish)")
     cancel.add_argument("job_id")
     listing = commands.add_parser("list", help="jobs, newest first")
     listing.add_argument("--limit", type=int, default=20)
+    add_output_option(listing)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -497,10 +499,8 @@ def _job_submit(tm: Any, args: argparse.Namespace) -> int:
 
 def _job_status(tm: Any, args: argparse.Namespace) -> int:
     job = tm.get_job(args.job_id, breakdown=True)
-    if args.json:
-        print(json.dumps(job, indent=2, default=str))
-        return 0
-    print(format_job_status(job, time.time()))
+    out = Output("json") if args.json else _output(args)
+    out.document(job, lambda: format_job_status(job, time.time()).splitlines())
     return 0
 
 
@@ -548,10 +548,10 @@ def _job_cancel(tm: Any, args: argparse.Namespace) -> int:
 
 
 def _job_list(tm: Any, args: argparse.Namespace) -> int:
-    for job in tm.list_jobs(limit=args.limit):
-        counts = job.get("end_counts") or {}
-        ended = ", ".join(f"{k} {counts[k]}" for k in ("completed", "dead", "cancelled") if k in counts)
-        print(f"{job['job_id']}  {job['labourer_id']}  {job['state']}  total {job['total']}  {ended}".rstrip())
+    from sosw.console.views import JOB_COLUMNS, job_row
+
+    rows = [job_row(job) for job in tm.list_jobs(limit=args.limit)]
+    _output(args).rows("jobs", rows, JOB_COLUMNS, empty="no jobs")
     return 0
 
 

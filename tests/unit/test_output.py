@@ -224,3 +224,42 @@ def test_watch_on_a_terminal_redraws_in_place(tm):
     text = stream.getvalue()
     assert text.startswith("\x1b[H\x1b[J") and "completed/min" not in text  # short headers at 80 columns
     assert "/min" in text and all(len(ANSI.sub("", line)) <= 90 for line in text.splitlines())
+
+
+def test_job_status_and_job_list_take_every_output_format(tm, monkeypatch, capsys):
+    # Given a job of three tasks and a second, cancelled one
+    tm.create_job("alpha", [{"n": i} for i in range(3)], job_id="files-1")
+    tm.create_job("beta", [{"n": 1}], job_id="other-2")
+    tm.cancel_job("other-2")
+    monkeypatch.setattr(cli, "_config", lambda args: tm.config)
+    # When job status is asked for as json and as jsonl (one line)
+    assert cli.main(["--config", "x", "job", "status", "files-1", "--output", "json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert cli.main(["--config", "x", "job", "status", "files-1", "-o", "jsonl"]) == 0
+    out = capsys.readouterr().out
+    # Then both have the published shape and the exact counts
+    assert out.count("\n") == 1
+    for job in (doc, json.loads(out)):
+        jsonschema.validate(job, schema("job"))
+        assert (job["total"], job["closed"], job["open"], job["state"]) == (3, 0, 3, "running")
+    # And job list, as json and jsonl, one job a line, newest first, with the end counts of an ended job
+    assert cli.main(["--config", "x", "job", "list", "--output", "json"]) == 0
+    listing = json.loads(capsys.readouterr().out)
+    jsonschema.validate(listing, schema("jobs"))
+    assert [j["job_id"] for j in listing["jobs"]] == ["other-2", "files-1"]
+    assert listing["jobs"][0]["cancelled"] == 1 and listing["jobs"][1]["cancelled"] is None
+    assert cli.main(["--config", "x", "job", "list", "--output", "jsonl"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    for line in lines:
+        jsonschema.validate(line, line_schema("jobs", "job"))
+    assert lines == listing["jobs"]
+    # And for people, off a terminal: plain text within 80 columns
+    assert cli.main(["--config", "x", "job", "list"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["job", "labourer", "state", "total", "completed", "dead", "cancelled", "created"]
+    assert all(len(line) <= 80 for line in table) and not BOX.search("".join(table))
+    assert table[1].split()[:7] == ["other-2", "beta", "cancelled", "1", "0", "0", "1"]
+    assert table[2].split()[:7] == ["files-1", "alpha", "running", "3", "-", "-", "-"]
+    assert cli.main(["--config", "x", "job", "status", "files-1"]) == 0
+    text = capsys.readouterr().out
+    assert "0 of 3 closed" in text and not BOX.search(text) and all(len(line) <= 80 for line in text.splitlines())

@@ -205,3 +205,31 @@ def attempt_lines(task: Mapping[str, Any], state: str, attempts: list[Any], sour
             lines.append("  (no log lines with this task id and attempt)")
     lines.append(f"lines from {source}")
     return lines
+
+
+# ------------------------------------------------------------------ jobs
+
+#: A job of the listing: the counts it ended with ("-" while it runs: ``sosw job status`` has the live ones).
+JOB_COLUMNS = (
+    Column("job_id", "job", align="left", shrink=True),
+    Column("labourer_id", "labourer", align="left", shrink=True),
+    Column("state", align="left"),
+    Column("total"),
+    Column("completed", short="cmpl"),
+    Column("dead"),
+    Column("cancelled", short="cncl"),
+    Column("created_at", "created", format=ago),
+)
+
+
+def job_row(job: Mapping[str, Any]) -> dict[str, Any]:
+    counts = job.get("end_counts") or {}
+    return {
+        "job_id": job["job_id"],
+        "labourer_id": job["labourer_id"],
+        "state": job["state"],
+        "total": int(job["total"]),
+        **{k: (int(counts[k]) if k in counts else None) for k in ("completed", "dead", "cancelled")},
+        "created_at": float(job["created_at"]),
+        "ended_at": None if job.get("ended_at") is None else float(job["ended_at"]),
+    }
