@@ -555,10 +555,6 @@ def _job_list(tm: Any, args: argparse.Namespace) -> int:
     return 0
 
 
-def _local(args: argparse.Namespace) -> int:
-    pass
-
-
 def _local_stack(args: argparse.Namespace) -> Any:
     """The stack ``sosw local`` runs: the demo's, or the one cdk.json in this folder describes."""
     from sosw.local.template import SynthError

@@ -92,6 +92,38 @@ def test_a_claim_beyond_the_cap_is_refused_and_writes_nothing(make_manager, cloc
     assert manager.invoke_task(alpha, task=third, cap=2) is InvokeResult.NO_SLOT
 
 
+def test_a_counter_driven_below_zero_never_lets_the_cap_be_passed(make_manager, clock):
+    # Given a counter below zero: tasks claimed before the counters existed (an upgrade) closed since
+    manager = make_manager()
+    alpha = manager.get_labourer("alpha")
+    leases = manager.config["sosw_orchestrator_leases_table"]
+    manager.dynamo_db_client.put_item(
+        TableName=leases, Item={"labourer_id": {"S": counter_key("alpha")["labourer_id"]}, "running": {"N": "-3"}}
+    )
+    manager.create_tasks(alpha, [{}] * 6)
+    clock.advance(1)
+    # When the running counts are read (every Orchestrator pass does) and a claim of 6 is made with a cap of 2
+    assert running(manager, "alpha") == 0
+    claimed = manager.claim_tasks(alpha, manager.get_next_for_labourer(alpha, 6), cap=2)
+    # Then only 2 are claimed, and the counter says 2
+    assert len(claimed) == 2 and occupying(manager.config)["alpha"] == 2 == running(manager, "alpha")
+
+
+def test_a_claim_on_a_counter_below_zero_is_refused_until_a_read_sets_it_right(make_manager, clock):
+    manager = make_manager()
+    alpha = manager.get_labourer("alpha")
+    leases = manager.config["sosw_orchestrator_leases_table"]
+    manager.dynamo_db_client.put_item(
+        TableName=leases, Item={"labourer_id": {"S": counter_key("alpha")["labourer_id"]}, "running": {"N": "-1"}}
+    )
+    manager.create_tasks(alpha, [{}] * 2)
+    clock.advance(1)
+    first, _second = manager.get_next_for_labourer(alpha, 2)
+    with pytest.raises(NoFreeSlotError):
+        manager.mark_task_invoked(alpha, first, cap=2)
+    assert occupying(manager.config)["alpha"] == 0
+
+
 def test_claiming_together_stops_at_the_cap_and_skips_what_others_took(make_manager, clock):
     manager = make_manager()
     alpha = manager.get_labourer("alpha")

@@ -57,8 +57,10 @@ class SlotCounters:
             "UpdateExpression": f"ADD {ex.name(COUNTER_ATTRIBUTE)} {ex.value(count)}",
         }
         if cap is not None:
+            # Below zero, the counter undercounts (see running()): no claim until a read sets it to zero
             counter = Attr(COUNTER_ATTRIBUTE)
-            entry["ConditionExpression"] = ex.condition(counter.not_exists() | counter.lte(cap - count))
+            fits = counter.gte(0) & counter.lte(cap - count)
+            entry["ConditionExpression"] = ex.condition(counter.not_exists() | fits)
         return {"Update": {**entry, **ex.params()}}
 
     def free_item(self, labourer_id: str) -> dict[str, Any]:
@@ -101,7 +103,9 @@ class SlotCounters:
     def running(self, labourer_ids: Iterable[str]) -> dict[str, int]:
         """The counters, read strongly consistent (one request for up to 100 labourers); 0 where none is kept.
 
-        A count below zero (tasks claimed before the counters existed, then closed) reads as 0.
+        A count below zero (tasks claimed before the counters existed, then closed: an upgrade) reads as 0 and
+        is set to 0, on condition that it is unchanged: claims refuse a counter below zero, so the cap never
+        counts those closes as free slots, and a pass that reads the counters sets them right first.
         """
         ids = list(dict.fromkeys(labourer_ids))
         counts = dict.fromkeys(ids, 0)
@@ -112,6 +116,26 @@ class SlotCounters:
                 response = self.ctx.dynamodb.batch_get_item(RequestItems=request)
                 for raw in response.get("Responses", {}).get(self.ctx.leases_table, []):
                     item = deserialize_item(raw)
-                    counts[item["labourer_id"].rsplit("#", 1)[0]] = max(0, int(item.get(COUNTER_ATTRIBUTE, 0)))
+                    labourer_id, value = item["labourer_id"].rsplit("#", 1)[0], int(item.get(COUNTER_ATTRIBUTE, 0))
+                    if value < 0:
+                        self._set_to_zero(labourer_id, value)
+                    counts[labourer_id] = max(0, value)
                 request = response.get("UnprocessedKeys") or {}
         return counts
+
+    def _set_to_zero(self, labourer_id: str, seen: int) -> None:
+        ex = Expressions()
+        counter = ex.name(COUNTER_ATTRIBUTE)
+        try:
+            self.ctx.dynamodb.update_item(
+                TableName=self.ctx.leases_table,
+                Key=serialize_item(counter_key(labourer_id)),
+                UpdateExpression=f"SET {counter} = {ex.value(0)}",
+                ConditionExpression=ex.condition(Attr(COUNTER_ATTRIBUTE).eq(seen)),
+                **ex.params(),
+            )
+        except ClientError as exc:
+            if error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            return  # moved meanwhile: the next read looks again
+        logger.warning("Slot counter below zero set to 0", extra={"labourer_id": labourer_id, "counter": seen})
