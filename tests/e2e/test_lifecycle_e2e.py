@@ -203,7 +203,6 @@ def test_health_bad_gets_nothing_and_moderate_gets_half(stack_factory):
     )
     tm = stack.task_manager()
     sick = tm.get_labourer("sick")
-    tm.create_tasks(sick, [{"sleep": 5}] * 20)
     cloudwatch = boto3.client("cloudwatch")
 
     def load(value):
@@ -221,6 +220,11 @@ def test_health_bad_gets_nothing_and_moderate_gets_half(stack_factory):
 
     load(90)  # Bad
     time.sleep(1)
+    # The new tasks wake the Orchestrator through the stream: it must already see the labourer Bad
+    tm.create_tasks(sick, [{"sleep": 5}] * 20)
+    time.sleep(1)
+    stack.lambda_.wait_idle(10)
+    assert not stack.lambda_.deliveries["sick"]
     assert stack.run_orchestrator(follow=False)["invoked"] == 0
     load(20)  # now the average of 90 and 20: 55, still Bad
     time.sleep(1)
@@ -336,16 +340,19 @@ def test_with_the_schedule_off_wake_ups_alone_start_new_refill_freed_and_start_d
     # When three tasks are created for one slot, and a task delayed by 3 s
     ids = tm.create_tasks(solo, [{"sleep": 0.2, "echo": i} for i in range(3)])
     delayed = tm.create_delayed_task(solo, {"echo": "later"}, delay=3)["task_id"]
+    [failing] = tm.create_tasks(solo, [{"fail_attempts": 1}])
     # Then each starts without a scheduled run: the first from the tasks stream, the others in the freed slot,
-    # the delayed one from the retry table's stream, at its due time
+    # the delayed one from the retry table's stream, at its due time, and the failed one again after its retry
+    # delay (the failure handler wakes the Scavenger, which puts it to wait and wakes the Orchestrator)
     closed = {}
     deadline = time.monotonic() + 90
-    while time.monotonic() < deadline and len(closed) < 4:
+    while time.monotonic() < deadline and len(closed) < 5:
         closed = {t["task_id"]: t for t in scan_all(stack.config)["closed"]}
         time.sleep(0.5)
-    assert set(closed) == {*ids, delayed}
+    assert set(closed) == {*ids, delayed, failing}
     assert all(t["labourer_id_task_status"] == "solo_1" for t in closed.values())
     assert closed[delayed]["completed_at"] >= closed[delayed]["created_at"] + 3
+    assert closed[failing]["attempts"] == 2
     assert stack.lambda_.peaks["solo"] <= 1
     assert sum(p.batches for p in stack.stream_pollers) >= 2  # the tasks stream and the retry table's
 

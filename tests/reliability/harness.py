@@ -28,6 +28,7 @@ from botocore.awsrequest import AWSResponse
 from sosw.dynamo import deserialize_item
 from sosw.managers.task import TaskManager
 from sosw.schema import table_schemas
+from sosw.tasks.slots import COUNTER_ATTRIBUTE
 
 SCALE = os.environ.get("SOSW_SCALE", "ci")
 _INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations")
@@ -155,17 +156,20 @@ class Figures:
     dead: int
     dead_with_wrong_attempts: int
     peak_over_cap: int
+    counters_off: int = 0  # labourers whose slot counter is not the number of tasks holding a slot
 
     def line(self, scenario: str, extra: str = "") -> str:
         return (
             f"{scenario}: tasks={self.tasks} closed={self.closed} lost={self.lost} duplicated={self.duplicated} "
             f"stuck={self.stuck} double_invoked={self.double_invoked} dead={self.dead} "
-            f"dead_wrong_attempts={self.dead_with_wrong_attempts} over_cap={self.peak_over_cap} {extra}"
+            f"dead_wrong_attempts={self.dead_with_wrong_attempts} over_cap={self.peak_over_cap} "
+            f"counters_off={self.counters_off} {extra}"
         )
 
     def assert_clean(self) -> None:
         assert (self.lost, self.duplicated, self.stuck, self.double_invoked) == (0, 0, 0, 0), self
         assert self.dead_with_wrong_attempts == 0 and self.peak_over_cap == 0, self
+        assert self.counters_off == 0, self
 
 
 def check(
@@ -194,6 +198,19 @@ def check(
     )
     caps = {lab.id: lab.max_simultaneous_invocations for lab in labourers}
     over = sum(1 for lab, peak in (peaks or {}).items() if peak > caps.get(lab, peak))
+    # The slot counters end equal to the tasks that hold a slot (invoked, not reported), read from the table
+    now = time.time()
+    holding = Counter(
+        t["labourer_id"]
+        for t in tables["tasks"]
+        if t.get("greenfield", 0) > now and "completed_at" not in t and "failed_at" not in t
+    )
+    counters = {
+        item["labourer_id"].rsplit("#", 1)[0]: int(item.get(COUNTER_ATTRIBUTE, 0))
+        for item in tables["leases"]
+        if item["labourer_id"].endswith("#slots")
+    }
+    counters_off = sum(1 for lab in caps if counters.get(lab, 0) != holding[lab])
     return Figures(
         len(ids),
         len(closed),
@@ -204,6 +221,7 @@ def check(
         len(dead),
         wrong,
         over,
+        counters_off,
     )
 
 
