@@ -291,3 +291,23 @@ def test_move_task_to_retry_table_refuses_a_negative_delay(manager, config):
     with pytest.raises(InvalidInputError, match="wanted_delay"):
         manager.move_task_to_retry_table(task, -1)
     assert scan_all(config)["retry"] == []
+
+
+def test_due_retries_go_to_the_head_in_order_spaced_by_the_step(make_manager, config, clock):
+    # A declared difference from sosw (which puts each at oldest - 1): the queue's length is read from its ends
+    manager = make_manager()
+    alpha = registered(manager)
+    queued = manager.create_task(alpha, payload={"queued": True})
+    for i in range(2):
+        manager.create_delayed_task(alpha, {"retry": i}, delay=1)
+        clock.advance(0.01)
+    clock.advance(2)
+    manager = make_manager()
+    alpha = registered(manager)
+    due = manager.get_tasks_to_retry_for_labourer(alpha)
+    oldest = manager.get_oldest_greenfield_for_labourer(alpha)
+    assert manager.retry_tasks(alpha, due) == 2
+    step = manager.config["greenfield_task_step"]
+    rows = sorted(scan_all(config)["tasks"], key=lambda t: t["greenfield"])
+    assert [t["greenfield"] for t in rows] == [oldest - 2 * step, oldest - step, oldest]
+    assert [t["task_id"] for t in rows] == [*(t["task_id"] for t in due), queued["task_id"]]
