@@ -72,7 +72,8 @@ STEPS = {
 _TASKS = {"sosw.tasks.context", "sosw.tasks.model", "sosw.tasks.queue", "sosw.tasks.creation", "sosw.tasks.moves"}
 JOBS = {
     "sosw.jobs": set(),
-    "sosw.jobs.chunking": set(),
+    "sosw.jobs.job_event": set(),
+    "sosw.jobs.chunking": {"sosw.jobs.job_event"},
     "sosw.jobs.model": set(),
     "sosw.jobs.events": {"sosw.jobs.model"},
     "sosw.jobs.store": {"sosw.jobs.model", "sosw.tasks.context", "sosw.tasks.model"},

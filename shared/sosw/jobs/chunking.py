@@ -17,34 +17,21 @@ spellings of an attribute, which depends on ``PYTHONHASHSEED``, is replaced by a
 from __future__ import annotations
 
 import datetime
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sosw.errors import InvalidInputError
+from sosw.jobs.job_event import chunkable_attrs, extract_job, iter_dates, period_dates
 
 __all__ = ["MAX_BATCH", "iter_task_payloads", "job_labourer", "validate_job"]
 
 #: sosw's batch size when ``max_<attr>s_per_batch`` is not given (scheduler.py:453, "not configurable").
 MAX_BATCH = 1_000_000
 
-#: The period words, in the order sosw tries them (scheduler.py:345); ``re.match`` only anchors the start.
-_PERIOD_PATTERNS = (
-    ("last_x_days", re.compile("last_[0-9]+_days")),
-    ("x_days_back", re.compile("[0-9]+_days_back")),
-    ("yesterday", re.compile("yesterday")),
-    ("today", re.compile("today")),
-    ("previous_x_days", re.compile("previous_[0-9]+_days")),
-    ("last_week", re.compile("last_week")),
-)
-
 #: Keys that sosw carries from a level down into the sub-jobs it inspects (scheduler.py:595).
 _ISOLATION_KEY = re.compile(r"isolate_[\w]*|max_[\w]*_per_batch")
-
-#: What sosw's default ``job_schema_variants['default']`` holds unless the config overrides it (scheduler.py:107).
-_SOSW_DEFAULT_SCHEMA: Mapping[str, Any] = {"chunkable_attrs": []}
 
 _SEQUENCES = (list, set, tuple)
 
@@ -58,7 +45,7 @@ def job_labourer(job: Mapping[str, Any] | str) -> str:
     Raises ``InvalidInputError`` where sosw refuses the job for its ``lambda_name`` (missing, not a string,
     or trimming to an empty name, which no labourer config can register).
     """
-    return _extract_job(job)[1]
+    return extract_job(job)[1]
 
 
 def validate_job(
@@ -95,138 +82,6 @@ def iter_task_payloads(
 
 
 # ------------------------------------------------------------------------------------------- job and schema
-
-
-def _load(obj: Any, field_name: str) -> dict[str, Any]:
-    """sosw's ``extract_job_from_payload.load`` (scheduler.py:642): a dict as is, else JSON text."""
-    if isinstance(obj, Mapping):
-        return dict(obj)
-    if isinstance(obj, (str, bytes, bytearray)):
-        try:
-            obj = json.loads(obj)
-        except ValueError as exc:
-            raise InvalidInputError(field_name, f"not a JSON object: {exc}") from None
-        if isinstance(obj, dict):
-            return obj
-    raise InvalidInputError(field_name, f"the job must be a JSON object (a mapping), not {type(obj).__name__}")
-
-
-def _trim_arn_to_name(arn: str) -> str:
-    """helpers.py:1024 ``trim_arn_to_name``: the function name out of a name, an ARN, or an ARN with alias."""
-    if arn.count(":") < 6 and "/" not in arn:
-        return arn.split(":")[-1]
-    pattern = (
-        "(arn:aws:[0-9a-zA-Z-]{2,20}:[0-9a-zA-Z-]{0,12}:[0-9]{12}:[0-9a-zA-Z-]{2,20}[:/])?"
-        "(?P<name>[0-9a-zA-Z_=,.@-]*)(:)?([0-9a-zA-Z$]*)?"
-    )
-    return re.search(pattern, arn).group("name")  # type: ignore[union-attr]  # every part is optional
-
-
-def _extract_job(event: Mapping[str, Any] | str) -> tuple[dict[str, Any], str]:
-    """The job (a shallow copy, ``lambda_name`` removed) and its labourer id, as scheduler.py:646-650 and :195."""
-    outer = _load(event, "job")
-    job = _load(outer["job"], "job") if "job" in outer else outer
-    if "lambda_name" not in job:  # scheduler.py:649, an assert
-        raise InvalidInputError("lambda_name", "the job has no 'lambda_name': sosw can't tell which labourer runs it")
-    raw_name = job.pop("lambda_name")
-    if not isinstance(raw_name, str):  # trim_arn_to_name would fail on it
-        raise InvalidInputError("lambda_name", f"must be a function name or ARN string, not {type(raw_name).__name__}")
-    name = _trim_arn_to_name(raw_name)
-    if not name:  # scheduler.py:196: no labourer is registered under an empty name
-        raise InvalidInputError("lambda_name", f"{raw_name!r} names no function (trims to an empty name)")
-    if "file_name" in job:  # scheduler.py:147: sosw treats it as a sibling resuming a queue file, not a job
-        raise InvalidInputError(
-            "file_name", "a job with 'file_name' is a Scheduler sibling continuing a queue file; sosw does not chunk it"
-        )
-    return job, name
-
-
-def _chunkable_attrs(job_schema: Mapping[str, Any], job: Mapping[str, Any]) -> list[str]:
-    """The schema sosw applies to this job (scheduler.py:159-177) and its chunkable attribute names."""
-    if not isinstance(job_schema, Mapping):
-        raise InvalidInputError("job_schema", f"must be a mapping, not {type(job_schema).__name__}")
-    name = job.get("job_schema_name") or "default"
-    if "job_schema_variants" in job_schema:
-        if "chunkable_attrs" in job_schema:
-            raise InvalidInputError(
-                "job_schema", "give either one schema ('chunkable_attrs') or 'job_schema_variants', not both"
-            )
-        given = job_schema["job_schema_variants"]
-        if not isinstance(given, Mapping):
-            raise InvalidInputError("job_schema_variants", f"must be a mapping, not {type(given).__name__}")
-        variants: Mapping[str, Any] = {"default": _SOSW_DEFAULT_SCHEMA, **given}
-    else:
-        variants = {"default": job_schema}
-    try:
-        schema = variants[name]
-    except (KeyError, TypeError):  # TypeError: an unhashable name
-        raise InvalidInputError(
-            "job_schema_name", f"no job schema variant {name!r}; known: {sorted(map(str, variants))}"
-        ) from None
-    if not isinstance(schema, Mapping) or "chunkable_attrs" not in schema:
-        raise InvalidInputError("chunkable_attrs", f"the job schema {name!r} has no 'chunkable_attrs'")
-    try:
-        # Literally sosw's expression (scheduler.py:174): entries are (name, settings) pairs, and a bare string
-        # entry gives its first letter.
-        attrs = [x[0] for x in schema["chunkable_attrs"]]
-    except (TypeError, IndexError, KeyError) as exc:
-        raise InvalidInputError(
-            "chunkable_attrs", f"entries must be [name, settings] pairs: {schema['chunkable_attrs']!r} ({exc})"
-        ) from None
-    for attr in attrs:
-        if not isinstance(attr, str):
-            raise InvalidInputError("chunkable_attrs", f"attribute names must be strings, got {attr!r}")
-        if attr.endswith("s"):  # scheduler.py:175
-            raise InvalidInputError(
-                "chunkable_attrs", f"use the singular form, sosw rejects names ending in 's': {attr!r}"
-            )
-    if not attrs:  # scheduler.py:202 indexes chunkable_attrs[0] unconditionally
-        raise InvalidInputError("chunkable_attrs", f"the job schema {name!r} has no chunkable attributes")
-    return attrs
-
-
-# ------------------------------------------------------------------------------------------------------ dates
-
-
-def _period_dates(period: Any, today: datetime.date) -> tuple[datetime.date, int]:
-    """The first day and the number of consecutive days a period word stands for (scheduler.py:257-397)."""
-    if not isinstance(period, str):  # re.match raises TypeError on it
-        raise InvalidInputError("period", f"must be a string, not {type(period).__name__}: {period!r}")
-    method = next((name for name, pattern in _PERIOD_PATTERNS if pattern.match(period)), None)
-    if method is None:
-        raise InvalidInputError(
-            "period",
-            f"unsupported period {period!r}; valid: 'last_X_days', 'X_days_back', 'yesterday', 'today', "
-            "'previous_X_days', 'last_week'",
-        )
-    try:
-        if method == "last_x_days":  # the N days before today, today excluded
-            num = int(period.split("_")[1])
-            first, count = today - datetime.timedelta(days=num), num
-        elif method == "previous_x_days":  # the N days before those of last_N_days
-            num = int(period.split("_")[1])
-            first, count = today - datetime.timedelta(days=num) - datetime.timedelta(days=num), num
-        elif method == "x_days_back":
-            first, count = today - datetime.timedelta(days=int(period.split("_")[0])), 1
-        elif method == "yesterday":
-            first, count = today - datetime.timedelta(days=1), 1
-        elif method == "today":
-            first, count = today, 1
-        else:  # last_week: Sunday to Saturday of the week before this one
-            first, count = today - datetime.timedelta(days=today.weekday() + 8), 7
-    except (OverflowError, ValueError):  # ValueError: a number too long for int()
-        raise InvalidInputError("period", f"{period!r} reaches outside the calendar (before year 1)") from None
-    return first, count
-
-
-def _iter_dates(first: datetime.date, count: int) -> Iterator[str]:
-    """``YYYY-MM-DD`` strings, oldest first, as sosw's ``str(date)``."""
-    one_day = datetime.timedelta(days=1)
-    day = first
-    for i in range(count):
-        if i:
-            day += one_day
-        yield str(day)
 
 
 # -------------------------------------------------------------------------------------------------- chunking
@@ -437,10 +292,10 @@ class _Plan:
         if self.first_day is None:
             yield self.job
         elif self.isolate_days:
-            for day in _iter_dates(self.first_day, self.days):
+            for day in iter_dates(self.first_day, self.days):
                 yield {**self.job, "date_list": [day]}
         else:
-            yield {**self.job, "date_list": list(_iter_dates(self.first_day, self.days))}
+            yield {**self.job, "date_list": list(iter_dates(self.first_day, self.days))}
 
     def payloads(self) -> Iterator[dict[str, Any]]:
         if self.chunker is None:  # scheduler.py:203: the job's own labourer_id, if any, wins here
@@ -455,8 +310,8 @@ class _Plan:
 
 def _plan(event: Mapping[str, Any] | str, job_schema: Mapping[str, Any], today: datetime.date) -> _Plan:
     """Validate like sosw's ``__call__`` / ``parse_job_to_file`` and decide how the job will be chunked."""
-    job, labourer = _extract_job(event)
-    chunker = _Chunker(_chunkable_attrs(job_schema, job))
+    job, labourer = extract_job(event)
+    chunker = _Chunker(chunkable_attrs(job_schema, job))
     try:
         if not chunker.needs_chunking(_plural(chunker.attrs[0]), job, path=""):
             return _Plan(job, labourer, None)
@@ -466,7 +321,7 @@ def _plan(event: Mapping[str, Any] | str, job_schema: Mapping[str, Any], today: 
         isolate_days = bool(rest.pop("isolate_days", None))
         plan = _Plan(rest, labourer, chunker, isolate_days=isolate_days)
         if period:
-            plan.first_day, plan.days = _period_dates(period, today)
+            plan.first_day, plan.days = period_dates(period, today)
             if isolate_days and not plan.days:  # scheduler.py:383, an assert
                 raise InvalidInputError("period", f"{period!r} gives no days to isolate (isolate_days is set)")
         # Every date task chunks alike (only the date string differs), so one dry run covers them all.
