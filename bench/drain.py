@@ -21,6 +21,8 @@ that has only them.
    - 5 delayed tasks (5 s) on ``late``, created while no run follows it: the retry table's stream wakes dispatch.
 2. drain: N tasks of d seconds with cap C, for (200, 1 s, 10) and (1,000, 0.5 s, 50): the drain time, against the
    ideal N x d / C and against one fill per minute (sosw's model, computed); latencies; requests per task.
+   Then failures: 100 tasks whose one attempt fails after 0.5 s (labourer ``failing``, cap 10, dead at once): how
+   long a slot freed by a failure stays empty (against the failing worker's end, which follows its report).
 3. burst: 1,000 tasks invoked on a sink worker (it reports nothing); once they ran 11 s (past half of
    ``dispatch_wait_seconds``: such a completion wakes the Orchestrator; a shorter task's never does), their 1,000
    completion reports are queued at the WorkerAssistant at once, built as the Worker base class builds them: how many
@@ -75,6 +77,8 @@ RETRY_N, RETRY_DUE = 20, 2  # linear retry policy: max_duration (2 s) x attempts
 DELAYS = list(range(3, 13))
 PROBE_CAP = RETRY_N + len(DELAYS)  # every retry and delayed task of the latency phase finds a free slot when due
 LATE_N, LATE_DELAY = 5, 5
+#: Slots freed by failures: N tasks whose one attempt fails after D seconds, on a labourer of cap C (dead at once).
+FAILING, FAIL_N, FAIL_D, FAIL_CAP = "failing", 100, 0.5, 10
 BURST_N = 1000
 BURST_LONG_SECONDS = 11.0  # past half of dispatch_wait_seconds (20): a completion then wakes the Orchestrator
 IDLE_RUNS, IDLE_GAP = 3, 4.0
@@ -559,6 +563,42 @@ class DrainBench:
             "peak_running": self.lam.peaks[labourer_id],
         }
 
+    def failures(self, n: int, d: float, cap: int) -> dict[str, Any]:
+        """Slots freed by failures, refilled: the (cap + k)-th invocation against the k-th failing worker's end.
+
+        The worker reports its failure to the WorkerAssistant (which frees the slot in the same transaction)
+        before it returns, so its end is at or after the slot was freed: the refill measured is an upper bound.
+        """
+        say(f"== failures: N = {n} tasks failing after {d:g} s, C = {cap}, dead at their one attempt")
+        labourer = self.tm.get_labourer(FAILING)
+        self.schedule.start(SCHEDULE_SECONDS, [FAILING])
+        self.wait_quiet()
+        closed_before = self.closed_count(FAILING)
+        mark, ended_mark = len(self.lam.deliveries[FAILING]), len(self.lam.finish_times[FAILING])
+        start = time.time()
+        self.tm.create_tasks(labourer, [{"sleep": d, "always_fail": True}] * n)
+        self.wait_for(f"{n} failing tasks closed", lambda: self.closed_count(FAILING) >= closed_before + n, 180)
+        self.wait_quiet()
+        self.schedule.stop()
+        invoked = [t for t, e in self.deliveries(FAILING, mark) if e.get("attempts") == 1]
+        ended = self.lam.finish_times[FAILING][ended_mark:]
+        rows = [r for r in self.closed_rows(FAILING) if float(r["created_at"]) >= start - 1]
+        dead = sum(1 for r in rows if str(r.get("labourer_id_task_status", "")).endswith("_0"))
+        if dead != n or len(invoked) != n:
+            self.problems.append(f"failures: {dead} dead of {n}, {len(invoked)} invoked")
+        result = {
+            "labourer": FAILING,
+            "n": n,
+            "d": d,
+            "cap": cap,
+            "slot_refill": spread(refill_latencies(invoked, ended, cap)),
+            "dead": dead,
+            "peak_running": self.lam.peaks[FAILING],
+            "seconds": round(time.time() - start, 1),
+        }
+        say(f"   {dead} dead; slot refill after a failure {_fmt_spread(result['slot_refill'])}")
+        return result
+
     def burst(self, wait: float, label: str) -> dict[str, Any]:
         n = scaled(BURST_N, 100)
         say(f"== burst ({label}): {n} completions queued at the WorkerAssistant at once")
@@ -732,6 +772,7 @@ def workers(drains: list[tuple[int, float, int]]) -> list[WorkerSpec]:
     return [
         WorkerSpec("probe", probe, concurrency=PROBE_CAP),
         WorkerSpec("late", {"max_simultaneous_invocations": LATE_N}, concurrency=LATE_N),
+        WorkerSpec(FAILING, {"max_simultaneous_invocations": FAIL_CAP, "max_attempts": 1}, concurrency=FAIL_CAP),
         *[WorkerSpec(drain_labourer(c), {"max_simultaneous_invocations": c}, concurrency=c) for _n, _d, c in drains],
         WorkerSpec(
             "burst",
@@ -792,6 +833,7 @@ def run(dynamodb_url: str) -> dict[str, Any]:
             result["warm_up"] = bench.warm_up(specs)
             result["latency"] = bench.latency()
             result["drains"] = [bench.drain(n, d, c) for n, d, c in drains]
+            result["failures"] = bench.failures(scaled(FAIL_N, 2 * FAIL_CAP), FAIL_D, FAIL_CAP)
             result["burst"] = bench.burst(BURST_LONG_SECONDS, "tasks that ran 11 s")
             result["idle"] = bench.idle()
             n, d, c = drains[0]

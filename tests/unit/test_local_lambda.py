@@ -36,3 +36,6 @@ def test_deliveries_are_timestamped_and_run_time_is_summed(tmp_path):
     assert before <= lam.delivery_times["napper"][0] <= after
     assert lam.runs["napper"] == 2
     assert 0.3 <= lam.run_seconds["napper"] < 2.0
+    # And when each invocation ended, in order: the asynchronous one (after its 0.2 s), then the synchronous one
+    ended = lam.finish_times["napper"]
+    assert len(ended) == 2 and lam.delivery_times["napper"][0] + 0.2 <= ended[0] <= ended[1]

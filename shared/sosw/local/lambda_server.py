@@ -361,6 +361,9 @@ class LocalLambda:
         #: the init of a process replaced after a timeout or a crash counts here too), and how many ran.
         self.run_seconds: Counter[str] = Counter()
         self.runs: Counter[str] = Counter()
+        #: When each invocation of a function ended (``time.time()``), synchronous and asynchronous alike, in the
+        #: order they ended: a worker that reports its failure and returns has freed its slot by then.
+        self.finish_times: dict[str, list[float]] = {name: [] for name in self.specs}
         #: The most invocations of each function that ran at the same time.
         self.peaks: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
@@ -410,6 +413,7 @@ class LocalLambda:
         with self._counts_lock:
             self.run_seconds[name] += seconds
             self.runs[name] += 1
+            self.finish_times[name].append(time.time())
 
     def function(self, name_or_arn: str) -> _Function | None:
         """The function a name or ARN (full or partial, maybe qualified; as boto3 sends it, URL-decoded) names."""
