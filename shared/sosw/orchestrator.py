@@ -98,7 +98,7 @@ class Orchestrator(SoswProcessor):
         self.safety_seconds = float(config.get("orchestrator_safety_seconds", 5))
         self.lease_settle_seconds = float(config.get("orchestrator_lease_settle_seconds", 0))
         self.poll_seconds = float(config.get("dispatch_poll_seconds", 0.2))
-        self.poll_max_seconds = float(config.get("dispatch_poll_max_seconds", 2))
+        self.poll_max_seconds = float(config.get("dispatch_poll_max_seconds", 1))
         self.wait_seconds = float(config.get("dispatch_wait_seconds", 20))
         self.linger_seconds = float(config.get("dispatch_linger_seconds", 60))
         self.coefficients = self._coefficients(config.get("invocation_number_coefficient", DEFAULT_COEFFICIENTS))
@@ -323,11 +323,11 @@ class Orchestrator(SoswProcessor):
 
         The head of the retry table is read again while the run follows the labourer: a task that failed meanwhile
         waits there now (its wake-up found this run's lease and only flagged it), and may fall due before anything
-        the run knew of. Every half of ``dispatch_poll_max_seconds``: a retry put to wait 2 s is seen before it
-        falls due.
+        the run knew of. Every ``dispatch_poll_max_seconds`` (1 s), the slowest passes come: a retry put to wait
+        2 s is seen before it falls due.
         """
         due = state.next_due is not None and state.next_due <= now
-        stale_after = self._retry_read_interval(state) - self.poll_seconds  # a pass late by a poll is in time
+        stale_after = self.poll_max_seconds - self.poll_seconds  # a pass a poll early still reads it
         fresh = state.due_read is not None and self._monotonic() - state.due_read < stale_after
         if state.next_due is not None and not due and fresh:
             return
@@ -342,10 +342,6 @@ class Orchestrator(SoswProcessor):
         if state.next_due <= now:
             state.next_due = now  # due already: requeued on the next pass
 
-    def _retry_read_interval(self, state: _Follow) -> float:
-        # Whether tasks are queued says nothing here: short tasks free their slots long before a retry falls due
-        return self.poll_max_seconds / 2
-
     def _follows(self, state: _Follow) -> bool:
         """Worth another pass: work came or went lately, or a retry is about to fall due."""
         return state.waits_for_retry or self._monotonic() - state.last_progress < self.wait_seconds
@@ -357,11 +353,11 @@ class Orchestrator(SoswProcessor):
         for labourer in active:
             state = states[labourer.id]
             idle = self._monotonic() - state.last_progress
-            pause = min(self._retry_read_interval(state), max(self.poll_seconds, idle / 4))
+            pause = min(self.poll_max_seconds, max(self.poll_seconds, idle / 4))
             if not state.queued and state.waits_for_retry:
                 # Until the known retry falls due, but never past the next read of the retry table's head
                 assert state.next_due is not None
-                pause = max(self.poll_seconds, min(state.next_due - now, self._retry_read_interval(state)))
+                pause = max(self.poll_seconds, min(state.next_due - now, self.poll_max_seconds))
             pauses.append(pause)
         return min(pauses)
 
