@@ -34,6 +34,14 @@ def running(manager: TaskManager, labourer_id: str) -> int:
     return manager.get_running_counts([manager.get_labourer(labourer_id)])[labourer_id]
 
 
+def set_counter(manager: TaskManager, labourer_id: str, value: int) -> None:
+    """Write a labourer's slot counter directly (a state no claim or close of this version leaves)."""
+    manager.dynamo_db_client.put_item(
+        TableName=manager.config["sosw_orchestrator_leases_table"],
+        Item={"labourer_id": {"S": counter_key(labourer_id)["labourer_id"]}, "running": {"N": str(value)}},
+    )
+
+
 def occupying(config) -> Counter[str]:
     """The truth the counters must equal: invoked, unreported tasks per labourer (read from the table)."""
     now = time.time()
@@ -96,10 +104,7 @@ def test_a_counter_driven_below_zero_never_lets_the_cap_be_passed(make_manager, 
     # Given a counter below zero: tasks claimed before the counters existed (an upgrade) closed since
     manager = make_manager()
     alpha = manager.get_labourer("alpha")
-    leases = manager.config["sosw_orchestrator_leases_table"]
-    manager.dynamo_db_client.put_item(
-        TableName=leases, Item={"labourer_id": {"S": counter_key("alpha")["labourer_id"]}, "running": {"N": "-3"}}
-    )
+    set_counter(manager, "alpha", -3)
     manager.create_tasks(alpha, [{}] * 6)
     clock.advance(1)
     # When the running counts are read (every Orchestrator pass does) and a claim of 6 is made with a cap of 2
@@ -112,10 +117,7 @@ def test_a_counter_driven_below_zero_never_lets_the_cap_be_passed(make_manager, 
 def test_a_claim_on_a_counter_below_zero_is_refused_until_a_read_sets_it_right(make_manager, clock):
     manager = make_manager()
     alpha = manager.get_labourer("alpha")
-    leases = manager.config["sosw_orchestrator_leases_table"]
-    manager.dynamo_db_client.put_item(
-        TableName=leases, Item={"labourer_id": {"S": counter_key("alpha")["labourer_id"]}, "running": {"N": "-1"}}
-    )
+    set_counter(manager, "alpha", -1)
     manager.create_tasks(alpha, [{}] * 2)
     clock.advance(1)
     first, _second = manager.get_next_for_labourer(alpha, 2)
