@@ -9,15 +9,16 @@ well, so both work:
 - the TaskManager config is the stack's (the SSM parameter named by ``SOSW_CONFIG_PARAMETER``, when set),
   then what ``sosw.app.get_config`` gives for the function (a name sosw users' tests patch), then
   ``custom_config["task_config"]`` (the WorkerAssistant: ``custom_config`` itself, as sosw's);
-- calling the processor runs it once and returns None, as sosw's do; ``task_client``, ``stats``,
-  ``get_stats`` and ``reset_stats`` are there, and the clients are settable.
+- calling the processor runs it once and returns None, as sosw's do; the rest of sosw's ``Processor``
+  (``sosw.app``: ``stats``, ``get_stats``, ``reset_stats``, ``die``, ...), ``task_client`` and
+  ``get_db_field_name`` are there, and the clients are settable.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections import Counter
+from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,7 +46,7 @@ def processor_task_manager(custom_config: Mapping[str, Any] | None, task_config_
     return TaskManager(config)
 
 
-class SoswProcessor:
+class SoswProcessor(app.Processor):
     """sosw's Processor face of a role; the role keeps its own ``run()``.
 
     A subclass's ``__init__`` calls :meth:`_task_manager_of` with what it was given: a TaskManager (this
@@ -59,18 +60,22 @@ class SoswProcessor:
 
     def _task_manager_of(self, given: Any, kwargs: dict[str, Any]) -> TaskManager:
         custom_config = kwargs.pop("custom_config", None)
-        self.test = bool(kwargs.pop("test", False))
+        self.test = bool(kwargs.pop("test", False)) or os.environ.get("STAGE") in ("test", "autotest")
         if kwargs:
             raise TypeError(f"{type(self).__name__}() got unexpected keyword argument(s) {sorted(kwargs)}")
-        self.stats: Counter[str] = Counter()
-        self.result: Counter[str] = Counter()
+        self.stats: defaultdict[str, Any] = defaultdict(int)
+        self.result: defaultdict[str, Any] = defaultdict(int)
+        self._account_from_context()
         if isinstance(given, TaskManager):
             self.config: dict[str, Any] = {}
             return given
         if given is not None and custom_config is not None:
             raise TypeError(f"{type(self).__name__}() got custom_config twice")
         self.config = dict(given if given is not None else custom_config or {})
-        return processor_task_manager(self.config, self.TASK_CONFIG_KEY)
+        tm = processor_task_manager(self.config, self.TASK_CONFIG_KEY)
+        # sosw's init_clients: the role's TaskManager is the one above; other names as sosw's Processor builds them.
+        self.register_clients([c for c in self.config.get("init_clients", []) if app._underscored(c) != "task"])
+        return tm
 
     @property
     def task_client(self) -> TaskManager:
@@ -81,21 +86,14 @@ class SoswProcessor:
     def task_client(self, client: TaskManager) -> None:
         self.tm = client
 
+    def get_db_field_name(self, key: str) -> str:
+        """The table's name of a task field (sosw's ``field_names`` config), as the TaskManager says."""
+        return self.tm.get_db_field_name(key)
+
     def __call__(self, event: Any = None, *args: Any, **kwargs: Any) -> None:
         """Run once, as sosw's processors do when called; returns None (``run()`` returns the report)."""
         self.last_report = self.run()  # type: ignore[attr-defined]
-
-    def get_stats(self, recursive: bool = True) -> dict[str, Any]:
-        """The processor's counters, with its TaskManager's (``recursive``), as sosw's ``get_stats``."""
-        stats = dict(self.stats)
-        if recursive:
-            stats.update(self.tm.stats)
-        return stats
-
-    def reset_stats(self, recursive: bool = True) -> None:
-        self.stats.clear()
-        if recursive:
-            self.tm.stats.clear()
+        super().__call__(event)
 
 
 class SoswWorkerAssistant(SoswProcessor):
@@ -121,6 +119,11 @@ class SoswWorkerAssistant(SoswProcessor):
                     except ValueError as exc:
                         raise InvalidInputError(key, f"not valid JSON: {exc}") from exc
         self.handle(event)  # type: ignore[attr-defined]
+        app.Processor.__call__(self, event)
+
+    def get_db_field_name(self, field: str) -> str:
+        """sosw's WorkerAssistant names the argument ``field``."""
+        return self.tm.get_db_field_name(field)
 
     def mark_task_as_completed(self, task_id: str, stats: Any = None, result: Any = None) -> None:
         """sosw's call: the task's current attempt completed (fenced: a task not invoked is left untouched)."""

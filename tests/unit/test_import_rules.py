@@ -21,6 +21,7 @@ PACKAGE = ROOT / "shared" / "sosw"
 
 BASE = {
     "sosw",
+    "sosw.app",
     "sosw.aws",
     "sosw.clock",
     "sosw.config",
@@ -51,6 +52,7 @@ STEPS = {
     },
     "sosw.tasks.notices": {"sosw.tasks.context"},
     "sosw.tasks.durations": {"sosw.tasks.context"},
+    "sosw.tasks.labourers": {"sosw.tasks.context"},
     "sosw.tasks.moves": {
         "sosw.tasks.compat",
         "sosw.tasks.context",

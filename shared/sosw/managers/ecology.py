@@ -3,11 +3,16 @@
 Health is 0 (Bad) .. 4 (High): the worst of the labourer's health metrics, each a CloudWatch
 statistic compared with the labourer's ``feelings`` thresholds; 4 when none are set. The
 Orchestrator scales a labourer's invocations by it (``invocation_number_coefficient``).
+
+It is a sosw ``Processor`` (``sosw.app``), as sosw's is, and keeps sosw's names: ``get_max_labourer_duration``
+is the one every caller here uses, so a subclass or a test that replaces it is consulted (the older
+``get_labourer_max_duration`` calls it).
 """
 
 from __future__ import annotations
 
 import operator
+from collections import defaultdict
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
@@ -16,15 +21,18 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import BotoCoreError, ClientError
 
 from sosw import aws
+from sosw.app import Processor
 from sosw.clock import Clock, SystemClock
 from sosw.errors import ConfigError
 from sosw.labourer import Labourer
 
-__all__ = ["HEALTH_LEVELS", "EcologyManager", "TaskCounts"]
+__all__ = ["ECO_STATUSES", "HEALTH_LEVELS", "EcologyManager", "TaskCounts"]
 
 logger = Logger(child=True)
 
 HEALTH_LEVELS = {0: "Bad", 1: "Poor", 2: "Moderate", 3: "Good", 4: "High"}
+#: sosw's name of the same levels.
+ECO_STATUSES = tuple(HEALTH_LEVELS.items())
 _OPERATORS = {
     "__lt__": operator.lt,
     "__le__": operator.le,
@@ -42,7 +50,7 @@ class TaskCounts(Protocol):
     def get_average_labourer_duration(self, labourer: Labourer) -> int: ...
 
 
-class EcologyManager:
+class EcologyManager(Processor):
     """Labourer health, running counts and max durations, cached for one orchestrator run."""
 
     def __init__(
@@ -52,20 +60,41 @@ class EcologyManager:
         clock: Clock | None = None,
         cloudwatch_client: Any = None,
         lambda_client: Any = None,
+        test: bool = False,
     ) -> None:
-        self.config = dict(custom_config or {})
+        # sosw's Processor plumbing, without its init_clients: the config here is the TaskManager's, whose
+        # init_clients name the TaskManager's clients (an EcologyManager among them), not this manager's.
+        self.test = test
+        self.init_config(custom_config)
+        self.stats: defaultdict[str, Any] = defaultdict(int)
+        self.result: defaultdict[str, Any] = defaultdict(int)
         self.clock = clock or SystemClock()
         self._cloudwatch = cloudwatch_client
         self._lambda = lambda_client
         self.task_client: TaskCounts | None = None
-        self._metric_cache: dict[str, float | None] = {}
+        #: sosw's caches for one run: metric values by their details, running counts by labourer id.
+        self.health_metrics: dict[str, float | None] = {}
+        self.running_tasks: defaultdict[str, int] = defaultdict(int)
         self._max_durations: dict[str, int] = {}
+
+    def __call__(self, event: Any = None, reset_result: bool = True) -> Any:
+        """Not a processor to call, as in sosw (its ``__call__`` raises too)."""
+        raise NotImplementedError("EcologyManager is a client of the roles, not a function's processor")
 
     @property
     def cloudwatch_client(self) -> Any:
         if self._cloudwatch is None:
             self._cloudwatch = aws.cloudwatch_client()
         return self._cloudwatch
+
+    @cloudwatch_client.setter
+    def cloudwatch_client(self, client: Any) -> None:
+        self._cloudwatch = client
+
+    @property
+    def eco_statuses(self) -> list[int]:
+        """The health levels, as sosw lists them."""
+        return list(HEALTH_LEVELS)
 
     @property
     def lambda_client(self) -> Any:
@@ -79,7 +108,8 @@ class EcologyManager:
         Resets the per-run caches.
         """
         self.task_client = task_manager
-        self._metric_cache.clear()
+        self.health_metrics = {}
+        self.running_tasks = defaultdict(int)
 
     def get_labourer_status(self, labourer: Labourer) -> int:
         """Health 0..4: the worst over the labourer's health metrics, 4 when it has none."""
@@ -94,10 +124,17 @@ class EcologyManager:
             health = min(health, self.feeling_for(labourer, name, metric, value))
         return health
 
+    def get_health(self, value: float, metric: Mapping[str, Any]) -> int:
+        """sosw's name: the health level of ``value`` by one health metric's ``feelings``."""
+        return self._feeling("health_metric", metric, value)
+
     @staticmethod
     def feeling_for(labourer: Labourer, name: str, metric: Mapping[str, Any], value: float) -> int:
         """The highest health level whose threshold the value meets (0, Bad, if it meets none)."""
-        key = f"{labourer.id}.health_metrics.{name}"
+        return EcologyManager._feeling(f"{labourer.id}.health_metrics.{name}", metric, value)
+
+    @staticmethod
+    def _feeling(key: str, metric: Mapping[str, Any], value: float) -> int:
         feelings = metric.get("feelings")
         if not isinstance(feelings, Mapping) or not feelings:
             raise ConfigError(f"{key}.feelings: expected {{health level: threshold}}, got {feelings!r}")
@@ -119,11 +156,20 @@ class EcologyManager:
         if not isinstance(details, Mapping):
             raise ConfigError(f"{labourer.id}.health_metrics.{name}.details: expected a dict, got {details!r}")
         cache_key = repr(sorted(details.items(), key=lambda kv: kv[0]))
-        if cache_key in self._metric_cache:
-            return self._metric_cache[cache_key]
+        if cache_key not in self.health_metrics:
+            statistic = (details.get("Statistics") or ["Average"])[0]
+            if statistic not in _STATISTICS:
+                raise ConfigError(
+                    f"{labourer.id}.health_metrics.{name}.details.Statistics: expected one of {_STATISTICS}"
+                )
+            self.health_metrics[cache_key] = self.fetch_metric_stats(details)
+        return self.health_metrics[cache_key]
+
+    def fetch_metric_stats(self, metric: Mapping[str, Any]) -> float | None:
+        """The value of one health metric (its ``details``): the statistic over the aggregation timespan, from
+        CloudWatch; None when it has no datapoints."""
+        details = metric
         statistic = (details.get("Statistics") or ["Average"])[0]
-        if statistic not in _STATISTICS:
-            raise ConfigError(f"{labourer.id}.health_metrics.{name}.details.Statistics: expected one of {_STATISTICS}")
         period = int(details.get("Period", 60))
         timespan = int(details.get("MetricAggregationTimespan", max(period, 300)))
         now = datetime.fromtimestamp(self.clock.now(), tz=UTC)
@@ -137,15 +183,20 @@ class EcologyManager:
             Statistics=[statistic],
         )
         points = [p[statistic] for p in response.get("Datapoints", []) if statistic in p]
-        value = (sum(points) / len(points)) if points else None
-        self._metric_cache[cache_key] = value
-        return value
+        return (sum(points) / len(points)) if points else None
 
     def count_running_tasks_for_labourer(self, labourer: Labourer) -> int:
-        """Tasks we assume are running now (delegates to the registered TaskManager)."""
+        """Tasks we assume are running now (read once a run through the registered TaskManager, as sosw)."""
         if self.task_client is None:
             raise RuntimeError("EcologyManager has no TaskManager: call register_task_manager() first")
-        return self.task_client.get_count_of_running_tasks_for_labourer(labourer)
+        if labourer.id not in self.running_tasks:
+            self.running_tasks[labourer.id] = self.task_client.get_count_of_running_tasks_for_labourer(labourer)
+        return self.running_tasks[labourer.id]
+
+    def add_running_tasks_for_labourer(self, labourer: Labourer, count: int = 1) -> None:
+        """Add ``count`` to the labourer's running count of this run (sosw's; the Orchestrator counts exactly
+        from the slot counters instead)."""
+        self.running_tasks[labourer.id] = self.count_running_tasks_for_labourer(labourer) + count
 
     def get_labourer_average_duration(self, labourer: Labourer) -> int:
         """Average duration of the labourer's last closed tasks (sosw's; 0 without a TaskManager or tasks)."""
@@ -153,7 +204,7 @@ class EcologyManager:
             return 0
         return self.task_client.get_average_labourer_duration(labourer)
 
-    def get_labourer_max_duration(self, labourer: Labourer) -> int:
+    def get_max_labourer_duration(self, labourer: Labourer) -> int:
         """The worker's configured Lambda Timeout; the labourer's ``duration`` if it can't be read."""
         if labourer.id not in self._max_durations:
             try:
@@ -167,4 +218,13 @@ class EcologyManager:
                 return int(labourer.duration)
         return self._max_durations[labourer.id]
 
-    get_max_labourer_duration = get_labourer_max_duration
+    def get_labourer_max_duration(self, labourer: Labourer) -> int:
+        """This package's older name of :meth:`get_max_labourer_duration` (which a subclass may replace)."""
+        return self.get_max_labourer_duration(labourer)
+
+    # The task_client is the TaskManager that registered this manager: its stats are its own (sosw's choice too).
+    def get_stats(self, recursive: bool = False) -> dict[str, Any]:
+        return super().get_stats(recursive=False)
+
+    def reset_stats(self, recursive: bool = False) -> None:
+        super().reset_stats(recursive=False)

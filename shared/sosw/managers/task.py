@@ -16,9 +16,9 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from sosw.app import Processor
 from sosw.clock import Clock, SystemClock
 from sosw.config import DEFAULT_CONFIG, build_config
-from sosw.errors import UnknownLabourerError
 from sosw.jobs.api import TaskJobs
 from sosw.labourer import Labourer
 from sosw.managers.ecology import EcologyManager
@@ -28,6 +28,7 @@ from sosw.tasks.context import TaskContext
 from sosw.tasks.creation import TaskCreation
 from sosw.tasks.dead import DeadTasks
 from sosw.tasks.durations import TaskDurations
+from sosw.tasks.labourers import TaskLabourers
 from sosw.tasks.model import (
     NOTIFY_PENDING,
     REDRIVE_OFFSET,
@@ -55,12 +56,13 @@ __all__ = [
 logger = Logger(child=True)
 
 
-class TaskManager:
+class TaskManager(Processor):
     """Handles every operation on tasks (sosw's TaskManager, on DynamoDB).
 
     ``TaskManager(custom_config={...})`` makes no AWS call: clients are created on first use, as plain
     boto3 clients, or injected (``dynamodb_client=``, ``lambda_client=``, ``ecology_client=``). Time
-    comes from ``clock`` (the system clock by default).
+    comes from ``clock`` (the system clock by default). sosw's ``Processor`` plumbing (``get_stats``,
+    ``reset_stats``, ``die``, ...) comes from ``sosw.app``; each method here is one call into a step.
     """
 
     DEFAULT_CONFIG = DEFAULT_CONFIG
@@ -75,16 +77,22 @@ class TaskManager:
         ecology_client: EcologyManager | None = None,
         **kwargs: Any,
     ) -> None:
-        if kwargs:
+        if set(kwargs) - {"test"}:
             # The seed's signature takes **kwargs (sosw's Processor options): accepted, unused, and said so.
-            logger.warning("TaskManager ignores keyword argument(s)", extra={"ignored": sorted(kwargs)})
+            logger.warning("TaskManager ignores keyword argument(s)", extra={"ignored": sorted(set(kwargs) - {"test"})})
+        self.test = bool(kwargs.get("test"))
+        self.result: dict[str, Any] = {}
         self._ctx = TaskContext(
             build_config(custom_config),
             clock or SystemClock(),
             dynamodb_client=dynamodb_client,
             lambda_client=lambda_client,
         )
-        self._ecology_client = ecology_client
+        self._labourers = TaskLabourers(
+            self._ctx,
+            lambda: EcologyManager(self.config, clock=self.clock, lambda_client=self._ctx._lambda),
+            ecology_client,
+        )
         self._queue = TaskQueue(self._ctx)
         self._creation = TaskCreation(self._ctx, self._queue)
         self._claims = TaskClaims(self._ctx, self._queue)
@@ -129,13 +137,15 @@ class TaskManager:
 
     @property
     def ecology_client(self) -> EcologyManager:
-        if self._ecology_client is None:
-            self._ecology_client = EcologyManager(self.config, clock=self.clock, lambda_client=self._ctx._lambda)
-        return self._ecology_client
+        return self._labourers.ecology
 
     @ecology_client.setter
     def ecology_client(self, client: EcologyManager) -> None:
-        self._ecology_client = client
+        self._labourers.ecology = client
+
+    def init_config(self, custom_config: Mapping[str, Any] | None = None) -> None:
+        """sosw's: the config again, from the defaults and ``custom_config`` (validated; labourers read anew)."""
+        self._ctx.reconfigure(build_config(custom_config))
 
     @property
     def tasks_table(self) -> str:
@@ -164,12 +174,7 @@ class TaskManager:
 
         Every method that takes a labourer refuses None with an ``InvalidInputError`` naming ``labourer``.
         """
-        if isinstance(labourer_id, int) and not isinstance(labourer_id, bool):
-            labourer_id = str(labourer_id)  # ids are text, as stored in the tables
-        try:
-            return self._ctx.get_labourer(labourer_id)
-        except UnknownLabourerError:
-            return None
+        return self._labourers.get_labourer(labourer_id)
 
     def register_labourers(self) -> list[Labourer]:
         """Sets timestamps, health status and other custom attributes on the configured Labourers.
@@ -177,15 +182,7 @@ class TaskManager:
         The EcologyManager is given this TaskManager for its two queries (running count, average
         duration), so that it does not build a second one.
         """
-        ecology = self.ecology_client
-        ecology.register_task_manager(self)
-        self.open_run_window()
-        for labourer in self.get_labourers():
-            labourer.set_custom_attribute("health", ecology.get_labourer_status(labourer))
-            if not labourer.has_attr("max_duration"):
-                labourer.set_custom_attribute("max_duration", ecology.get_labourer_max_duration(labourer))
-            labourer.set_custom_attribute("average_duration", ecology.get_labourer_average_duration(labourer))
-        return self.get_labourers()
+        return self._labourers.register_labourers(self)
 
     def open_run_window(self) -> list[Labourer]:
         """Set ``start``, ``invoked`` and ``expired`` on every labourer: the greenfield windows of this run.
@@ -305,13 +302,7 @@ class TaskManager:
 
     def get_average_labourer_duration(self, labourer: Labourer) -> int:
         """Average duration of the last closed tasks, in seconds, as sosw computes it (0 when there is none)."""
-        return self._durations.get_average_labourer_duration(labourer, self._max_duration)
-
-    def _max_duration(self, labourer: Labourer) -> float:
-        # What a failed or timed-out attempt counts for: the labourer's setting, else the worker's Lambda Timeout.
-        if not labourer.has_attr("max_duration"):
-            labourer.set_custom_attribute("max_duration", self.ecology_client.get_labourer_max_duration(labourer))
-        return labourer.get_attr("max_duration")
+        return self._durations.get_average_labourer_duration(labourer, self._labourers.max_duration)
 
     def find_task(self, task_id: str) -> tuple[str, dict[str, Any]]:
         """Where the task is now: ``("open" | "waiting" | "closed" | "unknown", task)``."""
@@ -422,11 +413,7 @@ class TaskManager:
         ``task`` is the task as read, or (sosw's form) its id: the open task is then read first. False when
         nothing was moved (an id that is not open, a stale or repeated archive).
         """
-        if isinstance(task, str):
-            task = self._queue.get_task_by_id(task)
-            if not task:
-                return False
-        return self._moves.archive_task(compat.stored(task), completed)
+        return self._moves.archive(task, completed)
 
     def move_task_to_retry_table(self, task: dict[str, Any], wanted_delay: int) -> bool:
         """Move the task to the retry table, to be queued again after ``wanted_delay`` seconds."""

@@ -97,6 +97,12 @@ class TaskContext:
         """The attribute name of a task field (``dynamo_db_config.field_names`` may rename them)."""
         return self.config["dynamo_db_config"]["field_names"].get(key, key)
 
+    def reconfigure(self, config: dict[str, Any]) -> None:
+        """A new config (sosw's ``init_config``): the labourers are built from it anew."""
+        self.config = config
+        self._tables = table_schemas(config)
+        self._labourers = None
+
     def now(self) -> int:
         return int(self.clock.now())
 

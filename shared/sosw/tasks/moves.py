@@ -40,6 +40,14 @@ class TaskMoves:
         self.slots = SlotCounters(ctx)
         self.notices = DeadNotices(ctx)
 
+    def archive(self, task: Mapping[str, Any] | str, completed: bool | None = None) -> bool:
+        """:meth:`archive_task` of the task as read, or (sosw's form) of its id: the open task is read first, and
+        an id that is not open moves nothing (False)."""
+        if isinstance(task, str):
+            stored = self.queue.get_task_by_id(task)
+            return bool(stored) and self.archive_task(stored, completed)
+        return self.archive_task(compat.stored(task), completed)
+
     def archive_task(self, task: dict[str, Any], completed: bool | None = None) -> bool:
         """Close the task: move it to the closed table, completed or dead, in one transaction.
 
