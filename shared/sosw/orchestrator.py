@@ -105,6 +105,34 @@ class Orchestrator(SoswProcessor):
         self.owner = owner or uuid.uuid4().hex
         self.leases = LeaseStore(task_manager.dynamo_db_client, config["sosw_orchestrator_leases_table"])
         self._monotonic = monotonic
+        self._running_now: dict[str, int] = {}
+
+    # sosw's names: a subclass that replaces get_desired_invocation_number_for_labourer changes what a run does.
+
+    def get_desired_invocation_number_for_labourer(self, labourer: Labourer) -> int:
+        """How many of the labourer's tasks to start now: its cap at its health, less those running.
+
+        During a run, "running" is the pass's exact count; called alone, it is read from the slot counters.
+        """
+        running = self._running_now.get(labourer.id)
+        if running is None:
+            running = self.tm.get_running_counts([labourer])[labourer.id]
+        if labourer.has_attr("health"):
+            health = labourer.get_attr("health")
+        else:
+            health = self.tm.ecology_client.get_labourer_status(labourer)
+        return max(0, self._cap(labourer, health) - running)
+
+    def _cap(self, labourer: Labourer, health: int) -> int:
+        return math.floor(labourer.max_simultaneous_invocations * self.coefficients[health])
+
+    def get_labourers(self) -> list[Labourer]:
+        """The configured labourers (sosw's)."""
+        return self.tm.get_labourers()
+
+    def invoke_for_labourer(self, labourer: Labourer) -> OrchestratorReport:
+        """One pass for this labourer alone: its free slots filled once (sosw's)."""
+        return self.run(labourer_ids=[labourer.id])
 
     @staticmethod
     def _max_workers(value: Any) -> int:
@@ -180,6 +208,7 @@ class Orchestrator(SoswProcessor):
                     if active:
                         time.sleep(self._pause(active, states))
             finally:
+                self._running_now.clear()  # a pass's counts, not to be taken for later ones
                 for state in states.values():
                     self._release(state)
         report.unfinished = [lab.id for lab in active]
@@ -248,8 +277,10 @@ class Orchestrator(SoswProcessor):
             state.last_progress = self._monotonic()  # slots freed since the last pass
         state.running = run.running = running
         self._requeue_due(labourer, state, now)
-        cap = math.floor(labourer.max_simultaneous_invocations * self.coefficients[state.health])
-        desired = max(0, cap - running)
+        cap = self._cap(labourer, state.health)
+        self._running_now[labourer.id] = running
+        # sosw's hook decides, within the cap (which the claims hold whatever it answers).
+        desired = max(0, min(cap - running, int(self.get_desired_invocation_number_for_labourer(labourer))))
         allowed = state.lease.invocations_left(labourer.max_invocations_per_minute, now)
         if allowed is not None:
             desired = min(desired, allowed)

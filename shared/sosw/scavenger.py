@@ -65,6 +65,7 @@ class Scavenger(SoswProcessor):
         self.topic_arn = topic_arn
         self._sns = sns_client
         self._remaining: Callable[[], float] | None = None
+        self._counts: Counter[str] = Counter()
 
     @property
     def sns_client(self) -> Any:
@@ -105,40 +106,89 @@ class Scavenger(SoswProcessor):
 
     def _scavenge(self, labourer: Labourer, counts: Counter[str]) -> None:
         # Due retries and failures first: they hold up work; archiving completed tasks can wait a run.
-        due = self.tm.get_tasks_to_retry_for_labourer(labourer)
-        if due and self._time_left():
-            counts["requeued"] += self.tm.retry_tasks(labourer, due)
+        self._counts = counts
+        if self._time_left():
+            self.retry_tasks(labourer)
         for task in self.tm.get_failed_tasks_for_labourer(labourer):
             if not self._time_left():
                 return
-            self._retry_or_close(labourer, task, task.get("last_error") or {}, counts)
+            self.process_expired_task(labourer, task)
+        if not self.handle_expired_tasks(labourer):
+            return
+        if self.archive_tasks(labourer):
+            self._publish_pending(labourer, counts)
+
+    # sosw's steps and hooks, by sosw's names: a subclass that replaces one changes what the run does.
+
+    def retry_tasks(self, labourer: Labourer) -> int:
+        """Queue the labourer's due retries (and delayed tasks) at the head of its queue; returns how many."""
+        due = self.tm.get_tasks_to_retry_for_labourer(labourer)
+        if not due:
+            return 0
+        moved = self.tm.retry_tasks(labourer, due)
+        self._counts["requeued"] += moved
+        return moved
+
+    def handle_expired_tasks(self, labourer: Labourer) -> bool:
+        """Retry or close each task that ran out of time without a report; False if the run's time ran out."""
         for task in self.tm.get_expired_tasks_for_labourer(labourer):
             if not self._time_left():
-                return
-            self._retry_or_close(labourer, task, EXPIRED, counts)
+                return False
+            self.process_expired_task(labourer, task)
+        return True
+
+    def process_expired_task(self, labourer: Labourer, task: dict[str, Any]) -> None:
+        """A task whose attempt failed (reported) or expired (silent): to the retry table if
+        :meth:`should_retry_task`, else closed as dead with a notification."""
+        if self.should_retry_task(labourer, task):
+            self.move_task_to_retry_table(task, labourer)
+        else:
+            self._close_dead(labourer, task)
+
+    def should_retry_task(self, labourer: Labourer, task: dict[str, Any]) -> bool:
+        """Attempts left (``max_attempts``, a redrive's attempts not counted) and an error worth retrying
+        (not in the labourer's ``never_retry_errors``)."""
+        attempts = int(task.get(self.get_db_field_name("attempts"), 0)) - int(task.get(REDRIVE_OFFSET, 0))
+        error_type = str(self._error_of(task).get("type", ""))
+        return attempts < labourer.max_attempts and error_type not in labourer.never_retry_errors
+
+    def calculate_delay_for_task_retry(self, labourer: Labourer, task: dict[str, Any]) -> int:
+        """Seconds the task waits before its next attempt: the labourer's ``retry_policy`` (sosw's ``linear``:
+        its max duration times the attempts made)."""
+        if not labourer.has_attr("max_duration"):
+            labourer.set_custom_attribute("max_duration", self.tm.ecology_client.get_max_labourer_duration(labourer))
+        attempts = int(task.get(self.get_db_field_name("attempts"), 0)) - int(task.get(REDRIVE_OFFSET, 0))
+        return retry_delay(labourer, attempts)
+
+    def move_task_to_retry_table(self, task: dict[str, Any], labourer: Labourer) -> bool:
+        """To the retry table with :meth:`calculate_delay_for_task_retry`'s delay; False if it moved meanwhile."""
+        moved = self.tm.move_task_to_retry_table(task, self.calculate_delay_for_task_retry(labourer, task))
+        self._counts["retried"] += moved
+        return moved
+
+    def archive_tasks(self, labourer: Labourer) -> bool:
+        """Close the tasks completed since the last run; False if the run's time ran out."""
         for task in self.tm.get_completed_tasks_for_labourer(labourer):
             if not self._time_left():
-                return
-            counts["archived"] += self.tm.archive_task(task, completed=True)
-        self._publish_pending(labourer, counts)
+                return False
+            self._counts["archived"] += self.tm.archive_task(task, completed=True)
+        return True
 
-    def _retry_or_close(self, labourer: Labourer, task: dict[str, Any], error: dict[str, Any], counts: Counter) -> None:
-        attempts = int(task.get("attempts", 0)) - int(task.get(REDRIVE_OFFSET, 0))
-        error_type = str(error.get("type", ""))
-        if attempts >= labourer.max_attempts or error_type in labourer.never_retry_errors:
-            # The closed row keeps the last error (an expired task has none of its own), and a mark that its
-            # notification is pending until it is published.
-            closed = {**task, "last_error": error}
-            if self.topic_arn:
-                closed[NOTIFY_PENDING] = True
-            if self.tm.archive_task(closed, completed=False):
-                counts["dead"] += 1
-                self._notify_dead(labourer, closed, counts)
-            return
-        if not labourer.has_attr("max_duration"):
-            labourer.set_custom_attribute("max_duration", self.tm.ecology_client.get_labourer_max_duration(labourer))
-        delay = retry_delay(labourer, attempts)
-        counts["retried"] += self.tm.move_task_to_retry_table(task, delay)
+    def _error_of(self, task: dict[str, Any]) -> dict[str, Any]:
+        # A reported failure carries its error; a silent attempt expired.
+        if task.get(self.get_db_field_name("failed_at")) is not None:
+            return task.get("last_error") or {}
+        return EXPIRED
+
+    def _close_dead(self, labourer: Labourer, task: dict[str, Any]) -> None:
+        # The closed row keeps the last error (an expired task has none of its own), and a mark that its
+        # notification is pending until it is published.
+        closed = {**task, "last_error": self._error_of(task)}
+        if self.topic_arn:
+            closed[NOTIFY_PENDING] = True
+        if self.tm.archive_task(closed, completed=False):
+            self._counts["dead"] += 1
+            self._notify_dead(labourer, closed, self._counts)
 
     def _notify_dead(self, labourer: Labourer, task: dict[str, Any], counts: Counter[str]) -> None:
         message = {

@@ -11,6 +11,11 @@ task id; each outcome is an EMF metric.
             return {"resized": resize(payload["key"])}
 
     handler = ResizeImages().handler
+
+It is a sosw ``Processor`` (``sosw.app``), as sosw's Worker is: a sosw worker that overrides ``__call__`` and
+calls ``super().__call__(event)`` at its end reports completed as it did with sosw, and the reports go through
+``mark_task_as_completed`` / ``mark_task_as_failed`` (sosw's names, with ``self.result`` and ``self.stats``),
+so a subclass that replaces one of them changes what is reported.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger
 
+from sosw.app import Processor
 from sosw.metrics import put_labourer_metric, put_labourer_metrics
 from sosw.tasks.model import WORKER_EVENT_FIELDS
 
@@ -33,11 +39,25 @@ DEFAULT_ASSISTANT = "sosw_worker_assistant"
 MAX_TASK_IN_REPORT = 200_000
 
 
-class Worker:
-    def __init__(self, *, lambda_client: Any = None, assistant_function: str | None = None) -> None:
+class Worker(Processor):
+    DEFAULT_CONFIG = {"sosw_worker_assistant_lambda": DEFAULT_ASSISTANT}
+
+    def __init__(
+        self,
+        custom_config: Mapping[str, Any] | None = None,
+        *,
+        lambda_client: Any = None,
+        assistant_function: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         self._lambda = lambda_client
-        self.assistant_function = assistant_function or os.environ.get(ASSISTANT_ENV, DEFAULT_ASSISTANT)
+        super().__init__(custom_config, **kwargs)
+        self.assistant_function = (
+            assistant_function or os.environ.get(ASSISTANT_ENV) or self.config["sosw_worker_assistant_lambda"]
+        )
         self.logger = Logger()
+        #: What the handler knows of each report beyond sosw's result and stats (attempt, task copy, error).
+        self._pending: dict[Any, dict[str, Any]] = {}
 
     @property
     def lambda_client(self) -> Any:
@@ -46,6 +66,37 @@ class Worker:
 
             self._lambda = boto3.client("lambda")
         return self._lambda
+
+    @lambda_client.setter
+    def lambda_client(self, client: Any) -> None:
+        self._lambda = client
+
+    def __call__(self, event: Mapping[str, Any], reset_result: bool = True) -> Any:
+        """sosw's Worker call: report the event's task completed, then count the call (``Processor``).
+
+        A sosw worker overrides this, does its work, and calls ``super().__call__(event)`` last.
+        """
+        if isinstance(event, Mapping) and event.get("task_id"):
+            try:
+                self.mark_task_as_completed(event["task_id"])
+            except Exception:  # sosw's: a failed report does not fail the work done
+                self.logger.exception("Reporting the task completed failed")
+        super().__call__(event, reset_result)
+
+    def mark_task_as_completed(self, task_id: str) -> None:
+        """Tell the WorkerAssistant the task's attempt completed, with ``self.result`` and ``self.stats``."""
+        self._send_report("mark_task_as_completed", task_id)
+
+    def mark_task_as_failed(self, task_id: str) -> None:
+        """Tell the WorkerAssistant the task's attempt failed, with ``self.result`` and ``self.stats``."""
+        self._send_report("mark_task_as_failed", task_id)
+
+    def _send_report(self, action: str, task_id: Any) -> None:
+        fields = self._pending.pop(task_id, None)
+        if fields is None:  # sosw's way: what the worker keeps in its result and stats
+            fields = {k: dict(v) for k, v in (("stats", self.stats), ("result", self.result)) if v}
+        attempt = fields.pop("attempt", None)
+        self._report(task_id, attempt, action, **fields)
 
     def process(self, payload: dict[str, Any]) -> Any:
         """Do the work; return a JSON-serialisable result. Raise to report the attempt failed."""
@@ -56,6 +107,7 @@ class Worker:
         attempt = event.get("attempts")
         labourer_id = str(event.get("labourer_id") or os.environ.get("AWS_LAMBDA_FUNCTION_NAME", "worker"))
         self.logger.append_keys(task_id=task_id, labourer_id=labourer_id, attempt=attempt)
+        self._pending.clear()  # a report an override did not send is not carried to the next event
         try:
             return self._run(event, task_id, attempt, labourer_id)
         finally:
@@ -86,14 +138,13 @@ class Worker:
         except Exception as exc:
             elapsed = time.monotonic() - started
             self.logger.exception("Task failed")
-            self._report(
-                task_id,
-                attempt,
-                "mark_task_as_failed",
-                labourer_id=event.get("labourer_id"),
-                stats={"duration": elapsed},
-                error={"type": type(exc).__name__, "message": str(exc)[:1000]},
-            )
+            self._pending[task_id] = {
+                "attempt": attempt,
+                "labourer_id": event.get("labourer_id"),
+                "stats": {"duration": elapsed},
+                "error": {"type": type(exc).__name__, "message": str(exc)[:1000]},
+            }
+            self.mark_task_as_failed(task_id)
             put_labourer_metric("worker_failed", 1, labourer_id)
             return {"task_id": task_id, "status": "failed", "error": type(exc).__name__}
         elapsed = time.monotonic() - started
@@ -102,7 +153,8 @@ class Worker:
         task["payload"] = json.dumps(payload, default=str)
         if len(task["payload"]) < MAX_TASK_IN_REPORT:
             report["task"] = task  # lets the assistant close the task in the same write
-        self._report(task_id, attempt, "mark_task_as_completed", **report)
+        self._pending[task_id] = {"attempt": attempt, **report}
+        self.mark_task_as_completed(task_id)
         self.logger.info("Task completed", extra={"duration": elapsed})
         put_labourer_metrics(labourer_id, {"worker_completed": 1}, seconds={"worker_duration": elapsed})
         return {"task_id": task_id, "status": "completed"}
