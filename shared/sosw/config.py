@@ -49,6 +49,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "write_retry_attempts": 8,
     "write_retry_base_seconds": 0.05,
     "write_retry_cap_seconds": 2.0,
+    # The longest a task may be put to wait (a retry's wanted_delay, create_delayed_task's delay): longer is
+    # taken for a mistake (a timestamp or milliseconds given as seconds) and refused, nothing written.
+    "max_delay_seconds": 31_557_600,  # one year
     # Time-to-live of closed tasks, in seconds (None keeps them). Written as the `ttl` attribute.
     "closed_task_ttl_seconds": None,
     # --- jobs (sosw.jobs): one business job as many tasks, followed as one thing ---
@@ -73,6 +76,7 @@ _POSITIVE_INTS = (
     "max_invoke_payload_bytes",
     "queue_count_max_pages",
     "write_retry_attempts",
+    "max_delay_seconds",
 )
 
 

@@ -77,6 +77,22 @@ class Labourer:
     An id given as an int (a Python config keyed by numbers) becomes its text, as it is stored in the tables.
     """
 
+    #: sosw's class attributes: its identity fields, the attributes registration sets, and its two defaults.
+    ATTRIBUTES = ("id", "arn")
+    CUSTOM_ATTRIBUTES = (
+        "arn",
+        "start",
+        "invoked",
+        "expired",
+        "health",
+        "health_metrics",
+        "average_duration",
+        "max_duration",
+        "max_attempts",
+        "max_simultaneous_invocations",
+    )
+    DEFAULTS = {"duration": SETTINGS["duration"], "cooldown": SETTINGS["cooldown"]}
+
     def __init__(self, id: str | int, arn: str | None = None, **settings: Any) -> None:
         if isinstance(id, int) and not isinstance(id, bool):
             id = str(id)
@@ -135,6 +151,13 @@ class Labourer:
                 f"(arn:aws:lambda:<region>:<account>:function:<name>), got {arn!r}"
             )
         return arn
+
+    def set_defaults(self) -> None:
+        """sosw's: ``DEFAULTS`` for ``duration`` and ``cooldown`` where they are unset or zero (construction
+        already sets them; sosw's constructor calls this)."""
+        for key, value in self.DEFAULTS.items():
+            if not getattr(self, key, None):
+                setattr(self, key, value)
 
     def set_custom_attribute(self, name: str, value: Any) -> None:
         """Set a run-time attribute (what registration does)."""

@@ -121,6 +121,15 @@ class SoswWorkerAssistant(SoswProcessor):
         self.handle(event)  # type: ignore[attr-defined]
         app.Processor.__call__(self, event)
 
+    @property
+    def dynamo_db_client(self) -> Any:
+        """The DynamoDB client the reports are written with (the TaskManager's; settable, as in sosw)."""
+        return self.tm.dynamo_db_client
+
+    @dynamo_db_client.setter
+    def dynamo_db_client(self, client: Any) -> None:
+        self.tm.dynamo_db_client = client
+
     def get_db_field_name(self, field: str) -> str:
         """sosw's WorkerAssistant names the argument ``field``."""
         return self.tm.get_db_field_name(field)

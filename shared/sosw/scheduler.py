@@ -9,13 +9,14 @@ counterpart (``docs/sosw-differences.md``).
 
 from __future__ import annotations
 
+import datetime
 import os
 from collections.abc import Mapping
 from typing import Any
 
 from sosw import app
 from sosw.job_scheduler import JobScheduler
-from sosw.jobs.job_event import extract_job
+from sosw.jobs.job_event import extract_job, iter_dates, period_dates
 from sosw.managers.task import TaskManager
 from sosw.processors import SoswProcessor
 
@@ -53,6 +54,32 @@ class Scheduler(SoswProcessor):
         ``lambda_name`` trimmed to the function name, as sosw's."""
         job, labourer_id = extract_job(event)
         return {**job, "lambda_name": labourer_id}
+
+    # sosw's date helpers: the days a job's ``period`` word stands for, as ``YYYY-MM-DD``, oldest first.
+
+    def _dates(self, pattern: str) -> list[str]:
+        return list(iter_dates(*period_dates(pattern, datetime.date.today())))
+
+    def today(self, pattern: str = "today") -> list[str]:
+        return self._dates(pattern)
+
+    def yesterday(self, pattern: str = "yesterday") -> list[str]:
+        return self._dates(pattern)
+
+    def last_week(self, pattern: str = "last_week") -> list[str]:
+        return self._dates(pattern)
+
+    def last_x_days(self, pattern: str) -> list[str]:
+        """``last_3_days``: the 3 days before today."""
+        return self._dates(pattern)
+
+    def previous_x_days(self, pattern: str) -> list[str]:
+        """``previous_2_days``: the 2 days before those of ``last_2_days``."""
+        return self._dates(pattern)
+
+    def x_days_back(self, pattern: str) -> list[str]:
+        """``7_days_back``: the one day 7 days ago."""
+        return self._dates(pattern)
 
     def run(self, event: Any = None) -> dict[str, Any]:
         context = app.global_vars.lambda_context

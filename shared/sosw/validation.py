@@ -83,9 +83,13 @@ def check_task_id(task_id: Any, field: str = "task_id") -> str:
     return task_id
 
 
-def check_delay(delay: Any, field: str = "delay") -> int:
-    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or delay < 0:
-        raise InvalidInputError(field, f"expected a number of seconds >= 0, got {delay!r}", limit=">= 0")
+def check_delay(delay: Any, field: str = "delay", maximum: int | None = None) -> int:
+    """A delay in seconds: a finite number from 0 to ``maximum`` (config ``max_delay_seconds``)."""
+    limit = ">= 0" if maximum is None else f"0 to {maximum} (max_delay_seconds)"
+    if isinstance(delay, bool) or not isinstance(delay, (int, float)) or not math.isfinite(delay) or delay < 0:
+        raise InvalidInputError(field, f"expected a number of seconds, {limit}, got {delay!r}", limit=limit)
+    if maximum is not None and delay > maximum:
+        raise InvalidInputError(field, f"{delay!r} seconds is over the limit of {maximum} (max_delay_seconds)", limit)
     return int(delay)
 
 

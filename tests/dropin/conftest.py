@@ -44,6 +44,30 @@ def sosw_config(on_local: str) -> dict[str, Any]:
     return config
 
 
+#: The labourers of the differential suite's pairs of tables (``pair``).
+PAIR_LABOURERS = {
+    "l1": {"arn": "l1", "max_simultaneous_invocations": 5},
+    "l2": {"arn": "l2", "max_simultaneous_invocations": 2},
+}
+
+
+@pytest.fixture
+def pair(on_local: str) -> Callable[..., tuple[dict[str, Any], dict[str, Any]]]:
+    """Two sets of tables made from sosw's definitions: sosw's side and ours."""
+
+    def make(labourers: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+        configs = []
+        for side in ("sw", "ou"):
+            config = prefixed_config(
+                f"d{side}{os.getpid()}_{next(_prefixes)}_", {"labourers": labourers or PAIR_LABOURERS}
+            )
+            create_tables(aws.dynamodb_client(), config, sosw_definitions=True)
+            configs.append(config)
+        return configs[0], configs[1]
+
+    return make
+
+
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(1_800_000_000)

@@ -178,6 +178,8 @@ class OursSide:
             if isinstance(value, dict):
                 if set(value) == {"$labourer"}:
                     return self.tm.get_labourer(value["$labourer"])
+                if set(value) == {"$new_labourer"}:
+                    return Labourer(**value["$new_labourer"])
                 if set(value) == {"$ref"}:
                     out = results[value["$ref"][0]]
                     for key in value["$ref"][1:]:
@@ -218,6 +220,12 @@ class OursSide:
         if method == "labourer_attr":
             return getattr(kwargs["labourer"], kwargs["attr"])
         raise ValueError(method)
+
+
+def sosw_surface(config: Mapping[str, Any]) -> dict[str, Any]:
+    """sosw 0.7.51's public surface (``sosw_side.surface``): its classes built with ``config``, described."""
+    (record,) = run_sosw(config, [], surface=True)
+    return record["surface"]
 
 
 def run_sosw(config: Mapping[str, Any], calls: Sequence[Call], **options: Any) -> list[dict[str, Any]]:

@@ -19,14 +19,19 @@ Targets: "task_manager" (default), "worker_assistant", "orchestrator", "scavenge
 from ``custom_config``, clients replaced as sosw users' tests replace them), and "sosw" for the pseudo methods:
 "register_labourers", "invocations" (what the Lambda stand-in received), "sns_messages", "new_labourer"
 (``Labourer(**kwargs)``, returns its attributes), "labourer_attr" (kwargs ``labourer`` and ``attr``).
-In args and kwargs, ``{"$labourer": ID}`` is ``TaskManager.get_labourer(ID)`` and ``{"$ref": [i, key, ...]}``
-a part of the i-th call's result.
+In args and kwargs, ``{"$labourer": ID}`` is ``TaskManager.get_labourer(ID)``, ``{"$new_labourer": {...}}`` a
+``Labourer(**kwargs)`` built by the caller (not from the config), and ``{"$ref": [i, key, ...]}`` a part of the
+i-th call's result.
 
 Output: one JSON line per call, ``{"i", "call", "result"}`` or ``{"i", "call", "exception", "message"}``; a
 Decimal sosw returns (inside a list) is ``{"$decimal": "1"}``.
 
 Set-up, as sosw runs outside Lambda: ``sosw.app.get_config`` gives ``{}`` (no config table), ``skip_glue`` in
 each DynamoDB config, meta writes off, a Lambda context object for the MetaHandler.
+
+With ``"surface": true`` in the spec, no call is made: the output is one line, ``{"surface": ...}``, the public
+names of sosw's classes (``surface_probe.describe``) built as sosw's own unit tests build them (``boto3.client``
+patched, ``init_clients: []``), and each module's ``__all__``.
 """
 
 from __future__ import annotations
@@ -101,9 +106,71 @@ def to_json(value: Any) -> Any:
     return repr(value)
 
 
+#: The classes of sosw 0.7.51 whose public surface this package offers, by module.
+SURFACE_MODULES = (
+    "sosw.app",
+    "sosw.labourer",
+    "sosw.managers.ecology",
+    "sosw.managers.task",
+    "sosw.orchestrator",
+    "sosw.scavenger",
+    "sosw.scheduler",
+    "sosw.worker",
+    "sosw.worker_assistant",
+)
+
+
+def surface(config: dict[str, Any]) -> dict[str, Any]:
+    """sosw's classes built as its unit tests build them (sosw/test/unit/test_*.py), described."""
+    import importlib
+    import types
+    from unittest.mock import patch
+
+    from surface_probe import describe
+
+    from sosw.app import LambdaGlobals, Processor
+    from sosw.managers.ecology import EcologyManager
+    from sosw.scheduler import Scheduler
+    from sosw.worker import Worker
+
+    # The Scheduler names its queue file after the request id (sosw's Scheduler tests set this context).
+    sosw.app.global_vars.lambda_context = types.SimpleNamespace(
+        aws_request_id="surface",
+        invoked_function_arn=LambdaContext.invoked_function_arn,
+        get_remaining_time_in_millis=lambda: 300_000,
+    )
+    task_config = {**copy.deepcopy(config), "init_clients": []}
+    essential = {"init_clients": [], "task_config": task_config}
+    with patch("boto3.client"):
+        objects = {
+            "TaskManager": TaskManager(custom_config=task_config),
+            "EcologyManager": EcologyManager(custom_config={"test": True}),
+            "Labourer": Labourer(
+                id="some_function", arn="arn:aws:lambda:us-west-2:000000000000:function:some_function"
+            ),
+            "Orchestrator": Orchestrator(custom_config=copy.deepcopy(essential)),
+            "Scavenger": Scavenger(custom_config=copy.deepcopy(essential)),
+            "WorkerAssistant": WorkerAssistant(
+                custom_config={"init_clients": [], "dynamo_db_config": task_config["dynamo_db_config"]}
+            ),
+            "Scheduler": Scheduler(
+                custom_config={**copy.deepcopy(essential), "job_schema": {"chunkable_attrs": [["section", {}]]}}
+            ),
+            "Worker": Worker(),
+            "Processor": Processor(custom_config={}),
+            "LambdaGlobals": LambdaGlobals(),
+        }
+    modules = {name: sorted(importlib.import_module(name).__all__) for name in SURFACE_MODULES}
+    classes = {name: {"module": type(obj).__module__, "names": describe(obj)} for name, obj in objects.items()}
+    return {"classes": classes, "modules": modules}
+
+
 def main() -> int:
     logging.disable(logging.CRITICAL)  # sosw logs every config at INFO on the root logger
     spec = json.load(sys.stdin)
+    if spec.get("surface"):
+        print(json.dumps({"surface": surface(spec["config"])}, default=repr), flush=True)
+        return 0
     config = copy.deepcopy(spec["config"])
     if spec.get("int_labourer_keys"):
         config["labourers"] = {int(k) if str(k).isdigit() else k: v for k, v in config["labourers"].items()}
@@ -150,6 +217,8 @@ def main() -> int:
             if set(value) == {"$labourer"}:
                 lid = value["$labourer"]
                 return tm.get_labourer(int(lid) if spec.get("int_labourer_keys") and str(lid).isdigit() else lid)
+            if set(value) == {"$new_labourer"}:
+                return Labourer(**value["$new_labourer"])
             if set(value) == {"$ref"}:
                 out = results[value["$ref"][0]]
                 for key in value["$ref"][1:]:

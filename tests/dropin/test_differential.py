@@ -10,14 +10,12 @@ from __future__ import annotations
 import ast
 import itertools
 import json
-import os
 import time
 from typing import Any
 
 import pytest
 
-from sosw import aws
-from sosw.local.tables import create_tables, prefixed_config
+from tests.dropin.differences import declared
 from tests.dropin.differential import Call, Differs, run_both, same
 
 pytestmark = pytest.mark.integration
@@ -30,21 +28,6 @@ LABOURERS = {
     "l2": {"arn": "l2", "max_simultaneous_invocations": 2},
 }
 L1 = {"$labourer": "l1"}
-
-
-@pytest.fixture
-def pair(on_local):
-    """Two sets of tables made from sosw's definitions: sosw's side and ours."""
-
-    def make(labourers: dict[str, Any] | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
-        configs = []
-        for side in ("sw", "ou"):
-            config = prefixed_config(f"d{side}{os.getpid()}_{next(_prefixes)}_", {"labourers": labourers or LABOURERS})
-            create_tables(aws.dynamodb_client(), config, sosw_definitions=True)
-            configs.append(config)
-        return configs[0], configs[1]
-
-    return make
 
 
 # ------------------------------------------------------------------ the deliberate differences
@@ -64,21 +47,16 @@ def _create_numbers(s: dict[str, Any], o: dict[str, Any]) -> bool:
 
 
 #: create_task returns the task it wrote: sosw's has its numbers as text ("2000"), ours as numbers.
-CREATE_NUMBERS = Differs("create_task returns numbers as numbers (sosw: their text, e.g. '2000')", _create_numbers)
+CREATE_NUMBERS = Differs(declared("create-numbers"), _create_numbers)
 #: Moves and claims answer whether they were done; sosw's return None.
-ANSWERS = Differs(
-    "moves answer True when done (sosw: None)", lambda s, o: s.get("result", 0) is None and o.get("result") is True
-)
+ANSWERS = Differs(declared("answers"), lambda s, o: s.get("result", 0) is None and o.get("result") is True)
 CLAIM_RETURNS_TASK = Differs(
-    "mark_task_invoked returns the claimed task (sosw: None)",
+    declared("answers"),
     lambda s, o: s["result"] is None and o["result"]["attempts"] == 1,
 )
-INVOKE_ANSWERS = Differs(
-    "invoke_task answers 'invoked' (sosw: None)", lambda s, o: s["result"] is None and o["result"] == "invoked"
-)
+INVOKE_ANSWERS = Differs(declared("answers"), lambda s, o: s["result"] is None and o["result"] == "invoked")
 SECOND_CLAIM = Differs(
-    "a second claim raises TaskAlreadyInvokedError, a RuntimeError as the seed says (sosw: botocore's "
-    "ConditionalCheckFailedException)",
+    declared("second-claim"),
     lambda s, o: (
         s.get("exception") == "ConditionalCheckFailedException" and o.get("exception") == "TaskAlreadyInvokedError"
     ),
@@ -104,7 +82,7 @@ def _worker_events(s: dict[str, Any], o: dict[str, Any]) -> bool:
     return True
 
 
-WORKER_EVENTS = Differs("the worker receives the claimed task, its attempt for fencing", _worker_events)
+WORKER_EVENTS = Differs(declared("worker-event"), _worker_events)
 
 
 def _repr_payload(s: Any, o: Any) -> bool:
@@ -112,10 +90,10 @@ def _repr_payload(s: Any, o: Any) -> bool:
 
 
 #: sosw's archive_task puts the payload it read (decoded) back as a Python repr: it no longer reads as JSON.
-ARCHIVED_PAYLOAD = Differs("the closed row keeps the payload as JSON (sosw: a Python repr)", _repr_payload)
+ARCHIVED_PAYLOAD = Differs(declared("archive-one-transaction"), _repr_payload)
 #: sosw's WorkerAssistant writes completed_at in whole seconds; ours keeps milliseconds.
 COMPLETED_AT = Differs(
-    "completed_at has milliseconds (sosw: whole seconds)",
+    declared("completed-at-ms"),
     lambda s, o: isinstance(s, int) and isinstance(o, float) and abs(s - o) <= 30,
 )
 
@@ -129,7 +107,7 @@ def same_labourer(sosw: dict[str, Any], ours: dict[str, Any]) -> bool:
 
 #: sosw's registration leaves health_metrics None when none are configured (a misplaced ``or {}``); ours {}.
 LABOURERS_VIEW = Differs(
-    "a labourer's health_metrics is {} when none are configured (sosw: None)",
+    declared("health-metrics-empty"),
     lambda s, o: len(s["result"]) == len(o["result"]) and all(map(same_labourer, s["result"], o["result"])),
 )
 REGISTER = Call("register_labourers", target="sosw", expect=LABOURERS_VIEW)
@@ -177,7 +155,7 @@ def test_creation_reads_and_labourers_are_sosws(pair):
             [{"$labourer": "l2"}],
             {"strict": False, "task_id": "first-of-l2", "payload": {}},
             expect=Differs(
-                "an empty queue starts at the step (sosw: at twice the step); only the order matters",
+                declared("empty-queue-step"),
                 lambda s, o: s["result"]["greenfield"] == str(2 * STEP) and o["result"]["greenfield"] == STEP,
             ),
         ),
@@ -189,7 +167,7 @@ def test_creation_reads_and_labourers_are_sosws(pair):
     outcome.check_rows(
         {
             ("tasks", "first-of-l2", "greenfield"): Differs(
-                "an empty queue starts at the step", lambda s, o: (s, o) == (2 * STEP, STEP)
+                declared("empty-queue-step"), lambda s, o: (s, o) == (2 * STEP, STEP)
             )
         }
     )
@@ -221,8 +199,7 @@ def test_claims_reports_moves_and_archive_are_sosws(pair):
             "get_running_tasks_for_labourer",
             [L1],
             expect=Differs(
-                "tasks claimed after the labourers were registered are running too (sosw counts only those "
-                "claimed within the registration's second: two orchestrators could pass the cap)",
+                declared("running-count"),
                 lambda s, o: len(o["result"]) == 4 and len(s["result"]) <= 4,
             ),
         ),
@@ -238,7 +215,7 @@ def test_claims_reports_moves_and_archive_are_sosws(pair):
             "get_completed_tasks_for_labourer",
             [L1],
             expect=Differs(
-                "readers keep every field (sosw's return only its row mapper's: no result)",
+                declared("readers-every-field"),
                 lambda s, o: (
                     [t["task_id"] for t in s["result"]] == [t["task_id"] for t in o["result"]] == ["c1"]
                     and same(s["result"], o["result"])
@@ -267,7 +244,7 @@ def test_claims_reports_moves_and_archive_are_sosws(pair):
     ]
     outcome = run_both(sosw_config, ours_config, calls, seed_rows={"tasks": [queue_seed]})
     outcome.check_calls()
-    not_written = "a report for a task that was never invoked writes nothing (attempt fencing)"
+    not_written = declared("report-not-invoked")
     outcome.check_rows(
         {
             ("tasks", "phantom", None): Differs(
@@ -321,7 +298,7 @@ def test_readers_on_the_same_rows_return_sosws_fields(pair):
             "get_task_by_id",
             ["q1"],
             expect=Differs(
-                "only the payload is decoded (sosw decodes any text that looks like a JSON object)",
+                declared("payload-only-decoded"),
                 lambda s, o: (
                     s["result"]["meta"] == {"k": 1}
                     and o["result"]["meta"] == '{"k": 1}'
@@ -380,8 +357,7 @@ def test_orchestrator_and_scavenger_called_as_sosws_leave_sosws_rows(pair):
             "sns_messages",
             target="sosw",
             expect=Differs(
-                "the dead-task notification is JSON naming the task, labourer, attempts and last error (sosw: "
-                "'Closing dead task: <id>')",
+                declared("dead-notification"),
                 lambda s, o: (
                     [m["message"] for m in s["result"]] == ["Closing dead task: e3 "]
                     and [json.loads(m["Message"])["task_id"] for m in o["result"]] == ["e3"]
@@ -419,7 +395,7 @@ def test_int_labourer_ids_work_through_the_lifecycle_where_sosw_fails(pair):
             [{"$labourer": 7}],
             {"task_id": "n1"},
             expect=Differs(
-                "a labourer keyed by an int works (its id is text, as stored); sosw's claim fails on 7 != '7'",
+                declared("int-labourer-id"),
                 lambda s, o: s.get("exception") == "RuntimeError" and o.get("result") == "invoked",
             ),
         ),

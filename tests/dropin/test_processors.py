@@ -10,11 +10,13 @@ import pytest
 from moto import mock_aws
 
 from sosw.app import LambdaGlobals, get_lambda_handler
+from sosw.errors import InvalidInputError
 from sosw.managers.task import TaskManager
 from sosw.orchestrator import Orchestrator
 from sosw.scavenger import Scavenger
 from sosw.worker_assistant import WorkerAssistant
 from tests.conftest import scan_all
+from tests.dropin.differences import declared
 
 
 def test_orchestrator_and_scavenger_built_from_custom_config_run_when_called(config, lambda_endpoint):
@@ -51,8 +53,11 @@ def test_the_worker_assistant_takes_sosws_events(config):
     rows = {t["task_id"]: t for t in scan_all(config)["tasks"]}
     assert rows[first["task_id"]]["result_e"] == 1 and rows[first["task_id"]]["failed_attempts"] == 1
     assert rows[second["task_id"]]["stat_s"] == 1 and "failed_at" in rows[second["task_id"]]
-    with pytest.raises(ValueError, match="action"):
+    with pytest.raises(InvalidInputError, match="action"):  # declared("assistant-bad-input")
         assistant({"action": "drop_everything", "task_id": "x"})
+    with pytest.raises(InvalidInputError, match="result"):
+        assistant({"action": "mark_task_as_failed", "task_id": first["task_id"], "result": "{not json"})
+    assert declared("assistant-bad-input")
 
 
 def test_clients_of_the_processors_can_be_replaced(config):
@@ -93,7 +98,9 @@ def test_a_processors_config_is_the_stacks_ssm_config_under_its_custom_config(mo
         orchestrator = Orchestrator(custom_config={"task_config": {"greenfield_task_step": 100}})
     # Then its TaskManager has the stack's labourers, with the custom value winning
     tm = orchestrator.task_client
-    assert tm.get_labourer("alpha").max_attempts == 4 and tm.config["greenfield_task_step"] == 100
+    assert tm.get_labourer("alpha").max_attempts == 4 and tm.config["greenfield_task_step"] == 100, declared(
+        "config-from-ssm"
+    )
     # And sosw's counters are there, its TaskManager's merged in; a reset keeps their totals (as sosw 0.7.51 does)
     assert orchestrator.get_stats(recursive=False) == {}
     tm.stats["invoked_tasks"] += 1

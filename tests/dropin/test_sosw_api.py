@@ -13,6 +13,7 @@ import boto3
 from sosw.labourer import Labourer
 from sosw.managers.task import WORKER_EVENT_FIELDS
 from tests.conftest import scan_all
+from tests.dropin.differences import declared
 
 
 def test_payload_is_handed_out_decoded_and_stays_json_text_through_every_move(manager, config):
@@ -81,7 +82,8 @@ def test_archive_task_takes_sosws_task_id_as_well_as_the_task(manager, config):
     closed = {t["task_id"]: t for t in scan_all(config)["closed"]}
     assert closed[done["task_id"]]["labourer_id_task_status"] == "alpha_1"
     assert closed[failed["task_id"]]["labourer_id_task_status"] == "alpha_0"
-    assert manager.archive_task(done["task_id"]) is False and manager.archive_task("unknown") is False
+    assert manager.archive_task(done["task_id"]) is False, declared("archive-one-transaction")
+    assert manager.archive_task("unknown") is False, declared("archive-one-transaction")
     assert scan_all(config)["tasks"] == [] and len(scan_all(config)["closed"]) == 2
 
 

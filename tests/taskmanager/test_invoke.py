@@ -48,8 +48,12 @@ def test_invoke_task_argument_errors(manager, alpha):
         manager.invoke_task(alpha)
     with pytest.raises(InvalidInputError, match="exactly one"):
         manager.invoke_task(alpha, task_id=task["task_id"], task=task)
-    # a task that is not open (closed or moved by someone else meanwhile) is skipped, as the seed says
-    assert manager.invoke_task(alpha, task_id="missing") is InvokeResult.SKIPPED
+    # an id no table holds is refused, naming task_id (sosw raises a ValueError too; docs/sosw-differences.md)
+    with pytest.raises(InvalidInputError, match="task_id"):
+        manager.invoke_task(alpha, task_id="missing")
+    # a task that is not open any more (closed or moved by someone else meanwhile) is skipped, as the seed says
+    assert manager.cancel_task(task["task_id"])
+    assert manager.invoke_task(alpha, task_id=task["task_id"]) is InvokeResult.SKIPPED
 
 
 @pytest.mark.parametrize(("status", "code"), [(429, "TooManyRequestsException"), (404, "ResourceNotFoundException")])

@@ -13,6 +13,7 @@ from sosw.errors import InvalidInputError, TaskAlreadyInvokedError, TaskExistsEr
 from sosw.labourer import Labourer
 from sosw.managers.task import TaskManager
 from tests.conftest import scan_all
+from tests.dropin.differences import declared
 
 
 def registered(manager: TaskManager, labourer_id: str = "alpha") -> Labourer:
@@ -309,5 +310,5 @@ def test_due_retries_go_to_the_head_in_order_spaced_by_the_step(make_manager, co
     assert manager.retry_tasks(alpha, due) == 2
     step = manager.config["greenfield_task_step"]
     rows = sorted(scan_all(config)["tasks"], key=lambda t: t["greenfield"])
-    assert [t["greenfield"] for t in rows] == [oldest - 2 * step, oldest - step, oldest]
+    assert [t["greenfield"] for t in rows] == [oldest - 2 * step, oldest - step, oldest], declared("retry-spacing")
     assert [t["task_id"] for t in rows] == [*(t["task_id"] for t in due), queued["task_id"]]

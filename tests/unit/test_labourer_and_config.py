@@ -8,6 +8,7 @@ from sosw.config import build_config
 from sosw.errors import ConfigError
 from sosw.labourer import Labourer
 from sosw.schema import table_schemas
+from tests.dropin.differences import declared
 
 
 def test_labourer_defaults_follow_domain_settings():
@@ -50,6 +51,11 @@ def test_bad_labourer_settings_name_the_key(kwargs, message):
 def test_a_typo_in_a_configured_labourer_is_refused_naming_it():
     with pytest.raises(ConfigError, match=r"unknown setting.*max_atempts"):
         Labourer.from_config("a", {"max_atempts": 3})
+    # and every setting of DOMAIN.md is taken (sosw refuses duration, cooldown, ... at registration)
+    taken = Labourer.from_config("a", {"duration": 30, "cooldown": 5, "retry_policy": "exponential"})
+    assert (taken.duration, taken.cooldown, taken.retry_policy) == (30, 5, "exponential"), declared(
+        "labourer-settings-strict"
+    )
 
 
 def test_full_lambda_arn_is_accepted():

@@ -407,13 +407,15 @@ class TaskManager(Processor):
 
     # ------------------------------------------------------------------ moves between tables (sosw.tasks.moves)
 
-    def archive_task(self, task: dict[str, Any] | str, completed: bool | None = None) -> bool:
+    def archive_task(
+        self, task: dict[str, Any] | str | None = None, completed: bool | None = None, *, task_id: str | None = None
+    ) -> bool:
         """Close the task: move it to the closed table, completed or dead, in one transaction.
 
-        ``task`` is the task as read, or (sosw's form) its id: the open task is then read first. False when
-        nothing was moved (an id that is not open, a stale or repeated archive).
+        ``task`` is the task as read, or (sosw's form, also as ``task_id=``) its id: the open task is then read
+        first. False when nothing was moved (an id that is not open, a stale or repeated archive).
         """
-        return self._moves.archive(task, completed)
+        return self._moves.archive(task if task_id is None else task_id, completed)
 
     def move_task_to_retry_table(self, task: dict[str, Any], wanted_delay: int) -> bool:
         """Move the task to the retry table, to be queued again after ``wanted_delay`` seconds."""

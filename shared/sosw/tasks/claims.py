@@ -211,6 +211,9 @@ class TaskClaims:
         stored = self.queue.get_task_by_id(task_id)
         log = {"task_id": task_id, "labourer_id": labourer.id}
         if not stored:
+            if task is None and self.queue.find_task(task_id)[0] == "unknown":
+                # An id no table holds is the caller's mistake, not a race: refused, as sosw refuses it (ValueError).
+                raise InvalidInputError("task_id", f"no task {task_id!r} in the tasks, retry or closed table")
             # Taken and already closed or moved by someone else: skipped, as the seed promises.
             self.ctx.stats["concurrent_task_invocations_skipped"] += 1
             logger.info("Task not open: skipped", extra=log)

@@ -251,7 +251,7 @@ class TaskCreation:
     ) -> dict[str, Any]:
         """Create a task that waits ``delay`` seconds in the retry table, then joins the head of the queue."""
         labourer = self.ctx.check_labourer(labourer)
-        delay = check_delay(delay)
+        delay = check_delay(delay, "delay", self.ctx.config["max_delay_seconds"])
         task = self._new_task(
             labourer, payload_to_json(check_payload_dict(payload)), check_task_id(task_id) if task_id else None
         )

@@ -104,7 +104,7 @@ class TaskMoves:
         """
         _ = self.ctx.field
         self.ctx.require(task, "task_id", "labourer_id", "greenfield")
-        delay = check_delay(wanted_delay, "wanted_delay")
+        delay = check_delay(wanted_delay, "wanted_delay", self.ctx.config["max_delay_seconds"])
         row = dict(task)
         row[_("desired_launch_time")] = self.ctx.now() + delay
         source = self.ctx.version_condition(task) & Attr(_("completed_at")).not_exists()

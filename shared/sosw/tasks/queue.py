@@ -160,14 +160,14 @@ class TaskQueue:
         )
 
     def get_length_of_queue_for_labourer(self, labourer: Labourer) -> int:
-        """Approximate count of tasks still in the queue (greenfield below the start of this run).
+        """Approximate count of tasks still in the queue (greenfields up to now, as sosw counts them).
 
         Reads at most ``queue_count_max_pages`` pages, so the cost stays flat as the queue grows; past
         that the count is estimated from the oldest and newest greenfields and the step.
         """
-        start, _invoked, _expired = self.ctx.windows(labourer)
+        bound = self.queued_bound(labourer)
         counted, complete = self.greenfield_count(
-            labourer, lambda g: g.lt(start), max_pages=self.ctx.config["queue_count_max_pages"]
+            labourer, lambda g: g.lte(bound), max_pages=self.ctx.config["queue_count_max_pages"]
         )
         if complete:
             return counted
@@ -198,9 +198,20 @@ class TaskQueue:
         age = max(0.0, self.ctx.clock.now() - created) if isinstance(created, (int, float)) else None
         return {"queue_length": length, "oldest_queued_age": age}
 
+    def queued_bound(self, labourer: Labourer) -> int:
+        """The upper end of the queue for the reads sosw bounds at the call's time: greenfields up to now.
+
+        Not the run window's start: a labourer registered earlier still sees the tasks queued since. And not
+        only configured labourers: sosw users' code and tests build a ``Labourer(id=..., arn=...)`` to read a
+        queue by its id.
+        """
+        if not isinstance(labourer, Labourer):
+            raise InvalidInputError("labourer", f"expected a Labourer, got {type(labourer).__name__}")
+        return self.ctx.now()
+
     def queued_greenfield(self, labourer: Labourer, *, newest: bool) -> int | None:
-        start, _invoked, _expired = self.ctx.windows(labourer)
-        items = self.greenfield_query(labourer, lambda g: g.lt(start), ascending=not newest, limit=1)
+        bound = self.queued_bound(labourer)
+        items = self.greenfield_query(labourer, lambda g: g.lte(bound), ascending=not newest, limit=1)
         return int(items[0][self.ctx.field("greenfield")]) if items else None
 
     def get_oldest_greenfield_for_labourer(self, labourer: Labourer, reverse: bool = False) -> int:
