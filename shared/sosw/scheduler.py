@@ -34,6 +34,13 @@ class Scheduler(SoswProcessor):
     def __init__(
         self, task_manager: TaskManager | Mapping[str, Any] | None = None, *, s3_client: Any = None, **kwargs: Any
     ) -> None:
+        if not isinstance(task_manager, TaskManager):
+            # sosw's Scheduler reads its job schema from its own config (top level); the TaskManager here takes it
+            # in its config.
+            raw = dict(kwargs.pop("custom_config", None) or task_manager or {})
+            schema = {k: raw[k] for k in ("job_schema", "job_schema_variants") if raw.get(k)}
+            raw["task_config"] = {**(raw.get("task_config") or {}), **schema}
+            task_manager, kwargs["custom_config"] = None, raw
         self.tm = self._task_manager_of(task_manager, kwargs)
         self._s3 = s3_client
 

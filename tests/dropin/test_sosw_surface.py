@@ -117,7 +117,7 @@ def test_every_declared_behaviour_difference_is_asserted_by_a_test():
     # Given the behaviour differences the document declares
     keys = differences.behaviour()
     assert keys
-    # Then each is read by a test (declared("key")), which asserts it
+    # Then each is read by a test, through `declared`, which asserts it
     sources = "\n".join(p.read_text() for p in (ROOT / "tests").rglob("test_*.py"))
     used = set(re.findall(r"""declared\(\s*["']([^"']+)["']""", sources))
     assert sorted(set(keys) - used) == [], "declared, but no test asserts it"

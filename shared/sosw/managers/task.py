@@ -257,8 +257,7 @@ class TaskManager(Processor):
 
     def get_running_tasks_for_labourer(self, labourer: Labourer, count: bool = False) -> list[dict[str, Any]] | int:
         """Tasks invoked but not yet reported nor expired; with ``count=True`` just their number."""
-        running = self._queue.get_running_tasks_for_labourer(labourer, count)
-        return running if isinstance(running, int) else compat.decoded_all(running)
+        return compat.decoded_or_count(self._queue.get_running_tasks_for_labourer(labourer, count))
 
     def get_count_of_running_tasks_for_labourer(self, labourer: Labourer) -> int:
         """Number of tasks we assume to be still running (they may have died without a report yet)."""
@@ -306,8 +305,7 @@ class TaskManager(Processor):
 
     def find_task(self, task_id: str) -> tuple[str, dict[str, Any]]:
         """Where the task is now: ``("open" | "waiting" | "closed" | "unknown", task)``."""
-        status, task = self._queue.find_task(task_id)
-        return status, compat.decoded(task)
+        return compat.decoded_found(self._queue.find_task(task_id))
 
     def get_labourer_counts(self, labourer: Labourer, max_pages: int | None = None) -> dict[str, Any]:
         """Counts of the labourer's tasks by state, each read with a bounded number of pages."""
@@ -450,15 +448,16 @@ class TaskManager(Processor):
         notification_pending: bool = False,
     ) -> list[dict[str, Any]]:
         """Dead tasks of a labourer, newest first, filtered by last error type and closing time."""
-        dead = self._dead.get_dead_tasks(
-            labourer,
-            error_type=error_type,
-            closed_after=closed_after,
-            closed_before=closed_before,
-            limit=limit,
-            notification_pending=notification_pending,
+        return compat.decoded_all(
+            self._dead.get_dead_tasks(
+                labourer,
+                error_type=error_type,
+                closed_after=closed_after,
+                closed_before=closed_before,
+                limit=limit,
+                notification_pending=notification_pending,
+            )
         )
-        return compat.decoded_all(dead)
 
     def mark_dead_task_notified(self, task_id: str) -> None:
         """The dead-task notification of this closed task was published."""

@@ -58,6 +58,16 @@ def decoded_all(tasks: Iterable[Any]) -> list[Any]:
     return [decoded(t) if isinstance(t, Mapping) else t for t in tasks]
 
 
+def decoded_or_count(tasks: Any) -> Any:
+    """:func:`decoded_all` of a reader's list; a count (``count=True``) is left as it is."""
+    return tasks if isinstance(tasks, int) else decoded_all(tasks)
+
+
+def decoded_found(found: tuple[str, Mapping[str, Any]]) -> tuple[str, dict[str, Any]]:
+    """``(where, task)`` of ``find_task``, the task decoded."""
+    return found[0], decoded(found[1])
+
+
 def stored(task: Any) -> Any:
     """A task handed back by a caller, with its payload as stored: JSON text (a decoded payload is encoded)."""
     if isinstance(task, Mapping) and "payload" in task and not isinstance(task["payload"], str | None):
