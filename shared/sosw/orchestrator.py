@@ -20,6 +20,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from sosw import aws
+from sosw.dynamo import is_transient
 from sosw.errors import ConfigError, InvokeError
 from sosw.labourer import Labourer
 from sosw.leases import LEASE_SECONDS, Lease, LeaseStore
@@ -30,6 +31,8 @@ from sosw.processors import SoswProcessor
 logger = Logger(child=True)
 
 DEFAULT_COEFFICIENTS = {0: 0, 1: 0, 2: 0.5, 3: 0.75, 4: 1}
+#: Passes of one labourer that DynamoDB's refusals may cost a run before it lets the labourer go.
+MAX_REFUSED_PASSES = 20
 # Outcomes of an invocation that did not reach the worker (or may not have).
 _NOT_DELIVERED = {"released", "uncertain", "error", "not_started"}
 
@@ -52,6 +55,7 @@ class OrchestratorReport:
     labourers: dict[str, LabourerRun] = field(default_factory=dict)
     duration: float = 0.0
     passes: int = 0
+    failed_passes: int = 0  # passes whose read of the slot counters DynamoDB refused
     unfinished: list[str] = field(default_factory=list)
 
     @property
@@ -71,6 +75,7 @@ class _Follow:
     queue_read: float | None = None
     next_due: float | None = None  # None: not read yet; inf: no retry falls due within the linger horizon
     due_read: float | None = None  # when the head of the retry table was last read (monotonic)
+    refused: int = 0  # passes lost to DynamoDB's refusals (throttles, conflicts) past their retries
 
     @property
     def waits_for_retry(self) -> bool:
@@ -144,6 +149,7 @@ class Orchestrator(SoswProcessor):
         """
         started = self._monotonic()
         report = OrchestratorReport()
+        self.tm.remaining_seconds = remaining_seconds  # DynamoDB's refusals are retried within the run's time
         # Health is read per labourer, inside its own try, so one labourer's bad metric config or
         # CloudWatch error doesn't stop the others.
         ecology = self.tm.ecology_client
@@ -157,8 +163,14 @@ class Orchestrator(SoswProcessor):
                 while active and self._time_left(remaining_seconds) > 0:
                     if report.passes:
                         self.tm.open_run_window()  # this pass's windows: "queued" means before now
-                    running = self.tm.get_running_counts(active)
                     report.passes += 1
+                    try:
+                        running = self.tm.get_running_counts(active)
+                    except Exception as exc:  # DynamoDB refused past its retries: this pass is lost, not the run
+                        report.failed_passes += 1
+                        logger.warning("Reading the slot counters failed: next pass", extra={"error": repr(exc)})
+                        time.sleep(self.poll_max_seconds)
+                        continue
                     still = []
                     for labourer in active:
                         run = report.labourers.setdefault(labourer.id, LabourerRun(labourer.id))
@@ -167,9 +179,7 @@ class Orchestrator(SoswProcessor):
                             keep = self._pass(labourer, run, state, pool, remaining_seconds, running[labourer.id])
                             keep = follow and keep and self._follows(state)
                         except Exception as exc:  # one labourer's failure must not stop the others
-                            run.error = f"{type(exc).__name__}: {exc}"
-                            logger.exception("Orchestrating a labourer failed", extra={"labourer_id": labourer.id})
-                            keep = False
+                            keep = self._failed(labourer, run, state, exc)
                         if keep or not state.lease:
                             still += [labourer] if keep else []
                             continue
@@ -196,6 +206,23 @@ class Orchestrator(SoswProcessor):
             extra={"duration": report.duration, "invoked": report.invoked, "passes": report.passes},
         )
         return report
+
+    def _failed(self, labourer: Labourer, run: LabourerRun, state: _Follow, exc: Exception) -> bool:
+        """Record a failed pass; True to try the labourer again in this run.
+
+        A refusal that load explains (DynamoDB throttled or conflicted past its retries) costs the labourer this
+        pass only: the next one, a poll later, tries again. Anything else lets it go until the next run.
+        """
+        if is_transient(exc) and state.refused < MAX_REFUSED_PASSES:
+            state.refused += 1
+            run.outcomes["refused_passes"] += 1
+            logger.warning(
+                "DynamoDB refused a pass: trying again", extra={"labourer_id": labourer.id, "error": repr(exc)}
+            )
+            return True
+        run.error = f"{type(exc).__name__}: {exc}"
+        logger.exception("Orchestrating a labourer failed", extra={"labourer_id": labourer.id})
+        return False
 
     def _put_metrics(self, report: OrchestratorReport) -> None:
         for run in report.labourers.values():
