@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
 
 from sosw import aws
-from sosw.dynamo import is_transient
+from sosw.dynamo import error_code, is_transient
 from sosw.errors import ConfigError, InvokeError
 from sosw.labourer import Labourer
-from sosw.leases import LEASE_SECONDS, Lease, LeaseStore
+from sosw.leases import LEASE_SECONDS, Lease, LeaseStore, ProcessLeases
 from sosw.managers.task import InvokeResult, TaskManager
 from sosw.metrics import put_labourer_metrics
 from sosw.processors import SoswProcessor
@@ -108,7 +109,11 @@ class Orchestrator(SoswProcessor):
         self.linger_seconds = float(config.get("dispatch_linger_seconds", 60))
         self.coefficients = self._coefficients(config.get("invocation_number_coefficient", DEFAULT_COEFFICIENTS))
         self.owner = owner or uuid.uuid4().hex
-        self.leases = LeaseStore(task_manager.dynamo_db_client, config["sosw_orchestrator_leases_table"])
+        self.leases: LeaseStore | ProcessLeases = LeaseStore(
+            task_manager.dynamo_db_client, config["sosw_orchestrator_leases_table"]
+        )
+        #: No leases table: sosw's three tables alone (see _without_leases_table).
+        self.sosw_tables_only = False
         self._monotonic = monotonic
 
     @staticmethod
@@ -165,7 +170,7 @@ class Orchestrator(SoswProcessor):
                         self.tm.open_run_window()  # this pass's windows: "queued" means before now
                     report.passes += 1
                     try:
-                        running = self.tm.get_running_counts(active)
+                        running = self._running_counts(active)
                     except Exception as exc:  # DynamoDB refused past its retries: this pass is lost, not the run
                         report.failed_passes += 1
                         logger.warning("Reading the slot counters failed: next pass", extra={"error": repr(exc)})
@@ -206,6 +211,27 @@ class Orchestrator(SoswProcessor):
             extra={"duration": report.duration, "invoked": report.invoked, "passes": report.passes},
         )
         return report
+
+    def _running_counts(self, labourers: list[Labourer]) -> dict[str, int]:
+        """The slot counters; on sosw's three tables alone (no leases table), sosw's count from the index."""
+        if not self.sosw_tables_only:
+            try:
+                return self.tm.get_running_counts(labourers)
+            except ClientError as exc:
+                if error_code(exc) != "ResourceNotFoundException":
+                    raise
+                self._without_leases_table()
+        return {lab.id: self.tm.get_count_of_running_tasks_for_labourer(lab) for lab in labourers}
+
+    def _without_leases_table(self) -> None:
+        """Run as sosw's Orchestrator does on sosw's tables: warned once, in one line that says what is lost."""
+        self.sosw_tables_only = True
+        self.leases = ProcessLeases()
+        logger.warning(
+            f"No leases table {self.tm.config['sosw_orchestrator_leases_table']!r}: running as sosw's Orchestrator "
+            "does, counting running tasks from the index (the cap is only as exact as sosw's), with no lease "
+            "per labourer and no rate limit. The stack creates the table (cdk deploy, or sosw local)."
+        )
 
     def _failed(self, labourer: Labourer, run: LabourerRun, state: _Follow, exc: Exception) -> bool:
         """Record a failed pass; True to try the labourer again in this run.
@@ -259,7 +285,13 @@ class Orchestrator(SoswProcessor):
         now = self.tm.clock.now()
         if state.lease is None or state.lease.until - now < LEASE_SECONDS / 2:
             lease_seconds = min(LEASE_SECONDS, max(self._time_left(remaining_seconds), 1.0))
-            lease = self.leases.acquire(labourer.id, self.owner, now, lease_seconds)
+            try:
+                lease = self.leases.acquire(labourer.id, self.owner, now, lease_seconds)
+            except ClientError as exc:
+                if error_code(exc) != "ResourceNotFoundException":
+                    raise
+                self._without_leases_table()
+                lease = self.leases.acquire(labourer.id, self.owner, now, lease_seconds)
             if lease is None:
                 if state.lease is None:
                     run.skipped_reason = "another orchestrator holds this labourer"

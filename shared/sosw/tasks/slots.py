@@ -143,8 +143,13 @@ class SlotCounters:
 
         The condition uses the freed sum last read (:meth:`read`): read the counts first for a fresh one.
         """
-        if cap is not None and labourer_id not in self.seen:
-            self.read([labourer_id])
+        if cap is not None and labourer_id not in self.seen and not self.ctx.counters_missing:
+            try:
+                self.read([labourer_id])
+            except ClientError as exc:
+                if error_code(exc) != "ResourceNotFoundException":
+                    raise
+                self._missing()
         ex = Expressions()
         update = f"ADD {ex.name(COUNTER_ATTRIBUTE)} {ex.value(count)}"
         seen = self.seen.get(labourer_id)
@@ -198,11 +203,14 @@ class SlotCounters:
         except ClientError as exc:
             if error_code(exc) != "ResourceNotFoundException" or not any(self._is_counter(i) for i in items):
                 raise
-            logger.warning("No leases table: slots are not counted", extra={"table": self.ctx.leases_table})
-            self.ctx.counters_missing = True
+            self._missing()
             transact_write(
                 self.ctx.dynamodb, [i for i in items if not self._is_counter(i)], **self.ctx.retry_settings()
             )
+
+    def _missing(self) -> None:
+        logger.warning("No leases table: slots are not counted", extra={"table": self.ctx.leases_table})
+        self.ctx.counters_missing = True
 
     def _is_counter(self, item: dict[str, Any]) -> bool:
         update = item.get("Update") or {}
