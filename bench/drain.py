@@ -57,7 +57,7 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from bench.common import machine_cpu_seconds
+from bench.common import machine_cpu_seconds, percentile
 from bench.serving import start_server, stop_server
 from sosw import aws
 from sosw.dynamo import deserialize_item
@@ -104,14 +104,6 @@ def drain_labourer(cap: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- figures
-
-
-def percentile(values: Iterable[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in [0, 1]); None for no values."""
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 def spread(values: Iterable[float]) -> dict[str, Any]:
