@@ -53,7 +53,9 @@ class SimulatedWorkers:
     """A Lambda Invoke endpoint on loopback whose "workers" report back through the TaskManager.
 
     Records every delivered (labourer, task_id, attempt); tracks the peak of in-flight work per labourer.
-    ``refuse`` (a probability) answers 429 to that share of Invokes, delivering nothing.
+    ``refuse`` (a probability) answers 429 to that share of Invokes, delivering nothing. ``work`` replaces
+    the planned report (the hot-labourer benchmark runs the project's own Worker class there); ``threads``
+    is how many deliveries run at once; ``invoke_seconds`` is Lambda's latency before it accepts an Invoke.
     """
 
     config: dict[str, Any]
@@ -62,6 +64,9 @@ class SimulatedWorkers:
     work_seconds: float = 0.05
     refuse: float = 0.0
     silent: bool = False  # never report (the retry workload)
+    work: Callable[[str, dict[str, Any]], None] | None = None
+    threads: int = 16
+    invoke_seconds: float = 0.0
     invocations: list[tuple[str, str, int]] = field(default_factory=list)
     refused: int = 0
     peaks: Counter[str] = field(default_factory=Counter)
@@ -70,7 +75,7 @@ class SimulatedWorkers:
         self._lock = threading.Lock()
         self._in_flight: Counter[str] = Counter()
         self._rng = random.Random(11)
-        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="worker")
+        self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="worker")
         self._tm = TaskManager(self.config)
         workers = self
 
@@ -102,6 +107,7 @@ class SimulatedWorkers:
                         workers.invocations.append((labourer, event["task_id"], event["attempts"]))
                         workers._in_flight[labourer] += 1
                         workers.peaks[labourer] = max(workers.peaks[labourer], workers._in_flight[labourer])
+                time.sleep(workers.invoke_seconds)
                 if refuse:
                     self._reply(429, {"message": "Rate exceeded"}, {"x-amzn-ErrorType": "TooManyRequestsException"})
                     return
@@ -114,8 +120,11 @@ class SimulatedWorkers:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def _work(self, labourer: str, event: dict[str, Any]) -> None:
-        time.sleep(self.work_seconds)
         try:
+            if self.work is not None:
+                self.work(labourer, event)
+                return
+            time.sleep(self.work_seconds)
             if self.silent:
                 return
             task_id, attempt = event["task_id"], event["attempts"]
