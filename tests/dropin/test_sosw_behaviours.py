@@ -135,6 +135,7 @@ def test_invoking_an_id_no_table_holds_is_refused_as_sosw_refuses_it(pair):
                 declared("invoke-unknown-id"),
                 lambda s, o: (
                     s.get("exception") == "ValueError"
+                    and s["message"].startswith("Task to invoke is invalid")
                     and o.get("exception") == "InvalidInputError"
                     and "task_id" in o["message"]
                 ),
