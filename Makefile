@@ -48,7 +48,9 @@ reliability: venv dynamodb-local
 ## bench: this stack against sosw 0.7.51 (PyPI, in its own virtualenv) on one DynamoDB Local, about 16 min on
 ## 2 cores, then the drain workload on the local stack (issue 13, about 4 min); writes bench/results.json,
 ## bench/results.md and bench/results.png; then an idle run before and after continuous dispatch
-## (bench/idle_results.md, 2 min, needs the git history) and the job figures (bench/jobs_results.md, 5 min).
+## (bench/idle_results.md, 2 min, needs the git history), the job figures (bench/jobs_results.md, 5 min) and the
+## hot labourer through the emulation of DynamoDB's limits, before and after the slot counter redesign
+## (bench/hot_results.md, about 30 min, needs the git history).
 ## BENCH_SCALE=0.1 for a quick run; BENCH_WORKLOADS=drain (or jobs, lifecycle, ...) for some parts (bench/README.md)
 # matplotlib, for the chart (bench/results.png): only in the `bench` extras
 $(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
@@ -59,6 +61,7 @@ bench: venv dynamodb-local $(BENCH_SOSW_VENV)/.installed $(VENV)/.bench-installe
 	case ",$${BENCH_WORKLOADS:-all}," in *,lifecycle,*|*,retry,*|*,scaling,*|*,drain,*|*,all,*) $(PY) -m bench.run;; esac
 	case ",$${BENCH_WORKLOADS:-idle}," in *,idle,*) $(PY) -m bench.idle;; esac
 	case ",$${BENCH_WORKLOADS:-jobs}," in *,jobs,*) $(PY) -m bench.jobs;; esac
+	case ",$${BENCH_WORKLOADS:-hot}," in *,hot,*) $(PY) -m bench.hot;; esac
 
 ## unit: the fast tests only (moto), no Java needed
 unit: venv
