@@ -140,6 +140,8 @@ MEANINGS: dict[str, str] = {
     "write_retry_attempts": "tries of UnprocessedItems and of transaction conflicts (backoff with full jitter)",
     "write_retry_base_seconds": "the first backoff",
     "write_retry_cap_seconds": "the longest backoff",
+    "max_delay_seconds": "the longest a task may be put to wait (a retry's delay, a delayed task's); longer is "
+    "refused as a mistake (a timestamp or milliseconds given as seconds)",
     "closed_task_ttl_seconds": "TTL (the `ttl` attribute) of closed tasks; `None` keeps them",
     "sosw_orchestrator_leases_table": "the Orchestrator's lease and rate window per labourer, the slot counters, "
     "pending dead-task notifications",

@@ -2,7 +2,7 @@
 
 sosw's Scheduler chunks a job into task payloads through a queue file in S3, handed on to sibling
 invocations while time runs out. Here the job is this package's (``sosw.jobs``: the same chunking, streamed,
-resumable from the job's cursor), made by the :class:`~sosw.job_scheduler.JobScheduler` that the stack's
+resumable from the job's cursor), made by the ``JobScheduler`` (``sosw.job_scheduler``) that the stack's
 Scheduler function runs; this class gives it sosw's processor face. sosw's S3 queue-file steps have no
 counterpart (``docs/sosw-differences.md``).
 """

@@ -45,6 +45,9 @@ CONFIG_RECEIVERS = {
 #: Keys read from a receiver named ``config`` that is not the TaskManager's: console/logs.py reads a Lambda
 #: function's configuration (GetFunctionConfiguration) under that name.
 NOT_TASK_MANAGER_KEYS = {"LoggingConfig", "FunctionName", "LogGroup"}
+#: sosw's Processor config (``sosw.app``, the Worker), a sosw processor's own keys beside its ``task_config``:
+#: sosw's meanings (docs/sosw-differences.md, the API reference), not the TaskManager's.
+NOT_TASK_MANAGER_KEYS |= {"init_clients", "lifetime_stats_params", "dead_sns_topic", "sosw_worker_assistant_lambda"}
 
 
 @pytest.fixture(scope="module")
