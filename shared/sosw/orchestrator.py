@@ -20,6 +20,7 @@ from typing import Any
 from aws_lambda_powertools import Logger
 
 from sosw import aws
+from sosw.capacity import free_slots
 from sosw.errors import ConfigError, InvokeError
 from sosw.labourer import Labourer
 from sosw.leases import LEASE_SECONDS, Lease, LeaseStore
@@ -248,11 +249,9 @@ class Orchestrator(SoswProcessor):
             state.last_progress = self._monotonic()  # slots freed since the last pass
         state.running = run.running = running
         self._requeue_due(labourer, state, now)
-        cap = math.floor(labourer.max_simultaneous_invocations * self.coefficients[state.health])
-        desired = max(0, cap - running)
         allowed = state.lease.invocations_left(labourer.max_invocations_per_minute, now)
-        if allowed is not None:
-            desired = min(desired, allowed)
+        slots = free_slots(labourer.max_simultaneous_invocations, self.coefficients[state.health], running, allowed)
+        cap, desired = slots.cap, slots.desired
         run.desired = max(run.desired, desired)
         if desired > 0 and state.queued:
             state.queue_read = now
