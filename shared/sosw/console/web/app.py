@@ -308,8 +308,12 @@ def create_app(
         return render(request, template, run=run)
 
     async def error_page(request: Request, exc: Exception) -> Response:
-        status = exc.status_code if isinstance(exc, HTTPException) else 500
-        detail = exc.detail if isinstance(exc, HTTPException) else f"{type(exc).__name__}: {exc}"
+        if isinstance(exc, HTTPException):
+            status, detail = exc.status_code, exc.detail
+        elif isinstance(exc, SoswError):  # bad input is the caller's (400), a refused operation a conflict (409)
+            status, detail = (400 if isinstance(exc, ValueError) else 409), str(exc)
+        else:
+            status, detail = 500, f"{type(exc).__name__}: {exc}"
         return render(request, "error.html", status=status, status_code=status, detail=detail)
 
     routes = [
@@ -331,9 +335,8 @@ def create_app(
         Middleware(TrustedHostMiddleware, allowed_hosts=list(guard.allowed_hosts)),
         Middleware(SecurityMiddleware, guard=guard),
     ]
-    return Starlette(
-        routes=routes, middleware=middleware, exception_handlers={HTTPException: error_page, Exception: error_page}
-    )
+    handlers = {HTTPException: error_page, SoswError: error_page, Exception: error_page}
+    return Starlette(routes=routes, middleware=middleware, exception_handlers=handlers)
 
 
 def _float(value: Any) -> float | None:
