@@ -472,9 +472,7 @@ def _local_console(stack: Any, port: int) -> Any:
     from sosw.console.logs import LocalLogs
 
     server = ConsoleServer(stack.task_manager(), port=port, log_source=LocalLogs(stack.log_dir), where="local stack")
-    server.start()
-    server.announce()
-    return server
+    return server.start()
 
 
 def _pairs(values: list[str], option: str) -> dict[str, str]:
@@ -712,8 +710,11 @@ def _local(args: argparse.Namespace) -> int:
             STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
             state = {"pid": os.getpid(), "config": stack.config, "env": env, "log_dir": str(stack.log_dir)}
             STATE_FILE.write_text(json.dumps(state, indent=2))
-            print("\n".join(_describe(stack, tick)), flush=True)
             console = None if args.no_console else _local_console(stack, args.console_port)
+            lines = _describe(stack, tick)
+            if console is not None:
+                lines.insert(-1, f"console: {console.url}")
+            print("\n".join(lines), flush=True)
             try:
                 while True:
                     stack.schedule_tick()

@@ -408,3 +408,28 @@ def test_a_dry_run_needs_a_labourer(console):
     assert response.status_code == 400 and "labourer" in response.text
     assert console.post("/dead/redrive-all", {"labourer": "alpha"}).status_code == 400
     assert console.client.get("/redrives/nope").status_code == 404
+
+
+def test_completions_per_minute_come_from_the_workers_metric(console):
+    # Given 5 completions reported in the last whole minute and 2 twenty minutes before (CloudWatch)
+    now = console.clock.now()
+    minute = now // 60 * 60
+    cloudwatch = boto3.client("cloudwatch")
+    for at, value in ((minute - 60 + 5, 5.0), (minute - 20 * 60, 2.0)):
+        when = datetime.datetime.fromtimestamp(at, tz=datetime.UTC)
+        cloudwatch.put_metric_data(
+            Namespace="sosw",
+            MetricData=[
+                {
+                    "MetricName": "worker_completed",
+                    "Dimensions": [{"Name": "labourer_id", "Value": "alpha"}],
+                    "Value": value,
+                    "Timestamp": when,
+                }
+            ],
+        )
+    html = console.client.get("/").text
+    # Then the overview shows 5 a minute, and the hour's chart peaks at 5
+    rate = field(row(html, "alpha"), "rate")
+    assert rate.startswith("5") and "up to 5" in row(html, "alpha")
+    assert field(row(html, "beta"), "rate").startswith("0")
