@@ -155,6 +155,9 @@ def _console_parser(sub: Any) -> None:
     )
     console.add_argument("--refresh", type=int, default=5, help="seconds between refreshes of the numbers")
     console.add_argument("--log-group", help="task logs on AWS: query this log group (default: the worker's own)")
+    console.add_argument(
+        "--metrics-namespace", help="the stack's CloudWatch namespace (its metrics_namespace context; default sosw)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -454,6 +457,7 @@ def _console(tm: Any, args: argparse.Namespace) -> int:
         log_source=source,
         where=where,
         refresh_seconds=args.refresh,
+        metrics_namespace=args.metrics_namespace,
     )
     with server:
         server.announce()

@@ -19,6 +19,7 @@ from typing import TextIO
 from sosw.console.logs import LogSource
 from sosw.console.web.actions import ACTION_LOG
 from sosw.console.web.app import ConsoleOptions, create_app
+from sosw.console.web.metrics import CompletionMetrics
 from sosw.console.web.security import LOOPBACK_HOSTS, Guard
 from sosw.errors import InvalidInputError
 from sosw.managers.task import TaskManager
@@ -80,6 +81,7 @@ class ConsoleServer:
         where: str = "",
         refresh_seconds: int = 5,
         token: str | None = None,
+        metrics_namespace: str | None = None,
     ) -> None:
         import uvicorn
 
@@ -87,7 +89,7 @@ class ConsoleServer:
         self.token = token or secrets.token_urlsafe(32)
         guard = Guard(token=self.token, read_only=read_only, allowed_hosts=hosts)
         options = ConsoleOptions(guard=guard, log_source=log_source, refresh_seconds=refresh_seconds, where=where)
-        self.app = create_app(tm, options)
+        self.app = create_app(tm, options, metrics=CompletionMetrics(namespace=metrics_namespace))
         self.host = host
         # The access log would write every URL, the first one with its token: ours leaves query strings out.
         config = uvicorn.Config(self.app, host=host, port=port, access_log=False, log_level="warning", lifespan="off")
