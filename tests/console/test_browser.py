@@ -82,7 +82,9 @@ def site(dynamodb_local, tmp_path_factory) -> Iterator[Site]:
     folder = tmp_path_factory.mktemp("console-browser")
     workers = [
         # (long enough for the 6 s task of the first test, however busy the machine)
-        WorkerSpec("resize", {**SETTINGS, "max_simultaneous_invocations": 4, "duration": 30, "max_duration": 30}, concurrency=4),
+        WorkerSpec(
+            "resize", {**SETTINGS, "max_simultaneous_invocations": 4, "duration": 30, "max_duration": 30}, concurrency=4
+        ),
         WorkerSpec("flaky", {**SETTINGS, "max_simultaneous_invocations": 2}, concurrency=2),
     ]
     with LocalStack(
