@@ -27,7 +27,8 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
 CHROMIUM = "/usr/bin/chromium"
-SETTINGS = {"duration": 3, "cooldown": 10, "max_duration": 5, "never_retry_errors": ["RuntimeError"]}
+# cooldown: the start guard runs a delivery up to this old, however slowly a busy machine starts a worker
+SETTINGS = {"duration": 3, "cooldown": 60, "max_duration": 5, "never_retry_errors": ["RuntimeError"]}
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +67,7 @@ class Site:
         self.checked: dict[str, list[str]] = {}
         self.tm = stack.task_manager()
 
-    def drive(self, until, rounds: int = 60) -> None:
+    def drive(self, until, rounds: int = 120) -> None:
         """Run the schedules (as `sosw local` does every minute) until ``until()`` holds."""
         for _ in range(rounds):
             self.stack.run_orchestrator()
