@@ -5,10 +5,10 @@ PY := $(VENV)/bin/python
 DDB_DIR := .cache/dynamodb-local
 # sosw 0.7.51 from PyPI in its own virtualenv: make bench runs it, make test compares job chunking with it.
 BENCH_SOSW_VENV := .cache/bench-sosw-venv
-# CI and `make test` run the heavy scenarios at this scale; the README gives the full-scale command.
+# CI and `make test` run the heavy scenarios at this scale; docs/reliability.md gives the full-scale command.
 SCALE ?= ci
 
-.PHONY: test unit lint demo bench synth reliability dynamodb-local chromium clean
+.PHONY: test unit lint demo bench synth reliability dynamodb-local docs chromium clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,7 +55,9 @@ reliability: venv dynamodb-local
 ## bench: this stack against sosw 0.7.51 (PyPI, in its own virtualenv) on one DynamoDB Local, about 16 min on
 ## 2 cores, then the drain workload on the local stack (issue 13, about 4 min); writes bench/results.json,
 ## bench/results.md and bench/results.png; then an idle run before and after continuous dispatch
-## (bench/idle_results.md, 2 min, needs the git history) and the job figures (bench/jobs_results.md, 5 min).
+## (bench/idle_results.md, 2 min, needs the git history), the job figures (bench/jobs_results.md, 5 min) and the
+## hot labourer through the emulation of DynamoDB's limits, before and after the slot counter redesign
+## (bench/hot_results.md, about 30 min, needs the git history).
 ## BENCH_SCALE=0.1 for a quick run; BENCH_WORKLOADS=drain (or jobs, lifecycle, ...) for some parts (bench/README.md)
 # matplotlib, for the chart (bench/results.png): only in the `bench` extras
 $(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed
@@ -66,6 +68,7 @@ bench: venv dynamodb-local $(BENCH_SOSW_VENV)/.installed $(VENV)/.bench-installe
 	case ",$${BENCH_WORKLOADS:-all}," in *,lifecycle,*|*,retry,*|*,scaling,*|*,drain,*|*,all,*) $(PY) -m bench.run;; esac
 	case ",$${BENCH_WORKLOADS:-idle}," in *,idle,*) $(PY) -m bench.idle;; esac
 	case ",$${BENCH_WORKLOADS:-jobs}," in *,jobs,*) $(PY) -m bench.jobs;; esac
+	case ",$${BENCH_WORKLOADS:-hot}," in *,hot,*) $(PY) -m bench.hot;; esac
 	case ",$${BENCH_WORKLOADS:-console}," in *,console,*) $(PY) -m bench.console;; esac
 
 ## unit: the fast tests only (moto), no Java needed
@@ -77,9 +80,14 @@ unit: venv
 synth: venv
 	$(PY) app.py
 
+## docs: the documentation site (docs/, Markdown) into docs/_build/html, any static host serves it; strict as in
+## make test (tests/docs/test_docs.py): a warning, a broken link or a reference that no longer matches the code fails
+docs: venv
+	$(VENV)/bin/sphinx-build -W --keep-going -n -q -b html docs docs/_build/html
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .cache cdk.out .pytest_cache .ruff_cache
+	rm -rf $(VENV) .cache cdk.out .pytest_cache .ruff_cache docs/_build

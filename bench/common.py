@@ -8,6 +8,7 @@ package (also named ``sosw``) is not installed. Each stack is driven through the
 from __future__ import annotations
 
 import json
+import math
 import multiprocessing
 import os
 import sys
@@ -48,6 +49,14 @@ REPORT_PROCESSES = 4
 
 def say(message: str) -> None:
     print(message, flush=True)
+
+
+def percentile(values: Iterable[float], q: float) -> float | None:
+    """Nearest-rank percentile (q in [0, 1]); None for no values."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 # ---------------------------------------------------------------------------------------------- the meter

@@ -18,20 +18,17 @@ the records from index ``i`` on.
 
 from __future__ import annotations
 
-import http.client
-import json
 import re
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from bench.serving import serve_until_stdin_closes
+from bench.serving import LoopbackServer, Upstream, forward, json_answer, reply, serve_until_stdin_closes
 
 _APP = re.compile(r"(?:^|\s)app/(\S+)")
-_HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "proxy-connection", "te", "upgrade"}
 
 
 class Record:
@@ -50,8 +47,7 @@ class Record:
 
 
 RECORD = Record()
-UPSTREAM: tuple[str, int] = ("127.0.0.1", 8000)
-_local = threading.local()
+UPSTREAM = Upstream("http://127.0.0.1:8000")
 
 
 def operation_of(target: str | None) -> str:
@@ -64,13 +60,6 @@ def operation_of(target: str | None) -> str:
 def caller_of(user_agent: str | None) -> str:
     match = _APP.search(user_agent or "")
     return match.group(1) if match else "-"
-
-
-def _upstream() -> http.client.HTTPConnection:
-    connection = getattr(_local, "connection", None)
-    if connection is None:
-        connection = _local.connection = http.client.HTTPConnection(*UPSTREAM, timeout=60)
-    return connection
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -86,12 +75,7 @@ class Handler(BaseHTTPRequestHandler):
             return
         since = int(parse_qs(url.query).get("since", ["0"])[0])
         index, requests = RECORD.since(since)
-        data = json.dumps({"next": index, "requests": requests}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        reply(self, json_answer(200, {"next": index, "requests": requests}))
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -100,50 +84,13 @@ class Handler(BaseHTTPRequestHandler):
         self._forward(body)
 
     def _forward(self, body: bytes) -> None:
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_BY_HOP}
-        for attempt in (1, 2):
-            connection = _upstream()
-            try:
-                connection.request(self.command, self.path, body=body, headers=headers)
-                response = connection.getresponse()
-                data = response.read()
-                break
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as exc:
-                # A kept-alive connection that DynamoDB Local closed meanwhile: sent again once, on a new one.
-                connection.close()
-                _local.connection = None
-                if attempt == 2:
-                    self.send_error(502, explain=repr(exc))
-                    return
-            except (OSError, http.client.HTTPException) as exc:  # never sent twice: the client sees a 502
-                connection.close()
-                _local.connection = None
-                self.send_error(502, explain=repr(exc))
-                return
-        self.send_response(response.status)
-        for key, value in response.getheaders():
-            if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
-                self.send_header(key, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-
-class Server(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 1024
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that exits drops its connections
-            super().handle_error(request, client_address)
+        forward(self, UPSTREAM, body)
 
 
 def main() -> None:
     global UPSTREAM
-    upstream = urlsplit(sys.argv[1])
-    UPSTREAM = (upstream.hostname or "127.0.0.1", upstream.port or 80)
-    server = Server(("127.0.0.1", 0), Handler)
-    serve_until_stdin_closes(server)
+    UPSTREAM = Upstream(sys.argv[1])
+    serve_until_stdin_closes(LoopbackServer(Handler))
 
 
 if __name__ == "__main__":

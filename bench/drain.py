@@ -43,7 +43,6 @@ import datetime
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -58,12 +57,14 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from bench.common import machine_cpu_seconds
+from bench.common import machine_cpu_seconds, percentile
+from bench.serving import start_server, stop_server
 from sosw import aws
-from sosw.dynamo import deserialize_item
+from sosw.dynamo import batch_get, deserialize_item
 from sosw.local.dynamodb_local import DynamoDBLocal
 from sosw.local.stack import ASSISTANT, LocalStack, WorkerSpec, programmatic_stack
 from sosw.tasks.model import WORKER_EVENT_FIELDS
+from sosw.tasks.slots import SHARDS_MAX, counter_key, running_from_items, shard_key
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
@@ -104,14 +105,6 @@ def drain_labourer(cap: int) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- figures
-
-
-def percentile(values: Iterable[float], q: float) -> float | None:
-    """Nearest-rank percentile (q in [0, 1]); None for no values."""
-    ordered = sorted(values)
-    if not ordered:
-        return None
-    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
 
 
 def spread(values: Iterable[float]) -> dict[str, Any]:
@@ -167,19 +160,7 @@ class Proxy:
     """The counting proxy (``bench.ddb_proxy``) in its own process; ``records()`` fetches what it counted so far."""
 
     def __init__(self, upstream: str) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.ddb_proxy", upstream],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert self.process.stdout is not None
-        line = self.process.stdout.readline().strip()
-        if not line.startswith("PORT "):
-            self.process.kill()
-            raise RuntimeError(f"the DynamoDB proxy did not start: {line!r}")
-        self.url = f"http://127.0.0.1:{line.split()[1]}"
+        self.process, self.url = start_server("bench.ddb_proxy", upstream)
         self._records: list[list[Any]] = []
 
     def records(self) -> list[list[Any]]:
@@ -190,13 +171,7 @@ class Proxy:
         return self._records
 
     def stop(self) -> None:
-        if self.process.stdin:
-            self.process.stdin.close()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_server(self.process)
 
 
 class Schedule:
@@ -317,10 +292,9 @@ class DrainBench:
         return total
 
     def running(self, labourer_id: str) -> int:
-        item = self.direct.get_item(
-            TableName=self.tables["leases"], Key={"labourer_id": {"S": f"{labourer_id}#slots"}}, ConsistentRead=True
-        ).get("Item")
-        return int(item["running"]["N"]) if item and "running" in item else 0
+        keys = [counter_key(labourer_id)] + [shard_key(labourer_id, k) for k in range(SHARDS_MAX)]
+        items = batch_get(self.direct, self.tables["leases"], keys)
+        return running_from_items(items).get(labourer_id, 0)
 
     def wait_for(self, what: str, done: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
         deadline = time.monotonic() + timeout

@@ -37,6 +37,7 @@ import boto3
 from bench.chart import render_chart
 from bench.common import Endpoint, Tables, scan_count
 from bench.report import drain_summary, render_markdown, summarize
+from bench.serving import start_server, stop_server
 from sosw.local.dynamodb_local import DynamoDBLocal
 from sosw.local.tables import create_tables, prefixed_config
 from sosw.schema import table_schemas
@@ -288,32 +289,6 @@ class Bench:
         return record
 
 
-def start_endpoint() -> tuple[subprocess.Popen[str], str]:
-    process = subprocess.Popen(
-        [sys.executable, "-m", "bench.invoke_endpoint"],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert process.stdout is not None
-    line = process.stdout.readline().strip()
-    if not line.startswith("PORT "):
-        process.kill()
-        raise RuntimeError(f"the invoke endpoint did not start: {line!r}")
-    return process, f"http://127.0.0.1:{line.split()[1]}"
-
-
-def stop_endpoint(process: subprocess.Popen[str]) -> None:
-    if process.stdin:
-        process.stdin.close()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def machine() -> dict[str, Any]:
     sosw_version = "not run"
     if "sosw" in STACKS:
@@ -358,7 +333,7 @@ def main() -> int:
         "retry": [],
         "scaling": [],
     }
-    endpoint, lambda_url = start_endpoint()
+    endpoint, lambda_url = start_server("bench.invoke_endpoint")
     try:
         with DynamoDBLocal() as ddb:
             os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = ddb.endpoint_url  # the harness's own reads
@@ -382,7 +357,7 @@ def main() -> int:
                 if not results["drain"].get("error"):
                     results["drain"]["summary"] = drain_summary(results["drain"])
     finally:
-        stop_endpoint(endpoint)
+        stop_server(endpoint)
     results["wall_seconds"] = round(time.monotonic() - started, 1)
     info["load_end"] = round(os.getloadavg()[0], 2)
     if not versus and (BENCH / "results.json").is_file():

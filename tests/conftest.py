@@ -14,6 +14,7 @@ from typing import Any
 import boto3
 import pytest
 
+from bench.ddb_limits import LimitsProxy
 from sosw import aws
 from sosw.clock import ManualClock
 from sosw.local.dynamodb_local import DynamoDBLocal
@@ -55,9 +56,37 @@ def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> 
         with mock_aws():
             yield "moto"
     else:
-        ddb = request.getfixturevalue("dynamodb_local")
-        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", ddb.endpoint_url)
+        # A test that asks for DynamoDB's limits (``ddb_limits``) reaches DynamoDB Local through them.
+        front = "ddb_limits" if "ddb_limits" in request.fixturenames else "dynamodb_local"
+        monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", request.getfixturevalue(front).endpoint_url)
         yield "local"
+
+
+@pytest.fixture(scope="session")
+def limits_proxy(dynamodb_local: DynamoDBLocal) -> Iterator[LimitsProxy]:
+    """The emulation of DynamoDB's limits (``bench.ddb_limits``), one process for the session."""
+    with LimitsProxy(dynamodb_local.endpoint_url) as proxy:
+        yield proxy
+
+
+@pytest.fixture
+def ddb_limits(
+    request: pytest.FixtureRequest, limits_proxy: LimitsProxy, monkeypatch: pytest.MonkeyPatch
+) -> LimitsProxy:
+    """DynamoDB Local behind the emulation of DynamoDB's limits, for this test.
+
+    Reset (no holds, full buckets, no counts) and configured as plain DynamoDB Local would behave, except that
+    overlapping transactions conflict (``hold_seconds=0``: for the length of the call); the test then asks for
+    more: ``ddb_limits.configure(hold_seconds=0.015, write_units=2, billing={table: "PROVISIONED"})``. Clients
+    created from now on reach it (``AWS_ENDPOINT_URL_DYNAMODB``); with ``backend``, only its "local" side runs.
+    """
+    callspec = getattr(request.node, "callspec", None)
+    if callspec is not None and callspec.params.get("backend") == "moto":
+        pytest.skip("DynamoDB's limits are emulated in front of DynamoDB Local, not moto")
+    limits_proxy.reset()
+    limits_proxy.configure(hold_seconds=0, write_units=None, read_units=None, billing={}, enabled=True)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_DYNAMODB", limits_proxy.endpoint_url)
+    return limits_proxy
 
 
 @pytest.fixture

@@ -28,7 +28,7 @@ from botocore.awsrequest import AWSResponse
 from sosw.dynamo import deserialize_item
 from sosw.managers.task import TaskManager
 from sosw.schema import table_schemas
-from sosw.tasks.slots import COUNTER_ATTRIBUTE
+from sosw.tasks.slots import running_from_items
 
 SCALE = os.environ.get("SOSW_SCALE", "ci")
 _INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations")
@@ -53,7 +53,9 @@ class SimulatedWorkers:
     """A Lambda Invoke endpoint on loopback whose "workers" report back through the TaskManager.
 
     Records every delivered (labourer, task_id, attempt); tracks the peak of in-flight work per labourer.
-    ``refuse`` (a probability) answers 429 to that share of Invokes, delivering nothing.
+    ``refuse`` (a probability) answers 429 to that share of Invokes, delivering nothing. ``work`` replaces
+    the planned report (the hot-labourer benchmark runs the project's own Worker class there); ``threads``
+    is how many deliveries run at once; ``invoke_seconds`` is Lambda's latency before it accepts an Invoke.
     """
 
     config: dict[str, Any]
@@ -62,6 +64,9 @@ class SimulatedWorkers:
     work_seconds: float = 0.05
     refuse: float = 0.0
     silent: bool = False  # never report (the retry workload)
+    work: Callable[[str, dict[str, Any]], None] | None = None
+    threads: int = 16
+    invoke_seconds: float = 0.0
     invocations: list[tuple[str, str, int]] = field(default_factory=list)
     refused: int = 0
     peaks: Counter[str] = field(default_factory=Counter)
@@ -70,7 +75,7 @@ class SimulatedWorkers:
         self._lock = threading.Lock()
         self._in_flight: Counter[str] = Counter()
         self._rng = random.Random(11)
-        self._pool = ThreadPoolExecutor(max_workers=16, thread_name_prefix="worker")
+        self._pool = ThreadPoolExecutor(max_workers=self.threads, thread_name_prefix="worker")
         self._tm = TaskManager(self.config)
         workers = self
 
@@ -102,6 +107,7 @@ class SimulatedWorkers:
                         workers.invocations.append((labourer, event["task_id"], event["attempts"]))
                         workers._in_flight[labourer] += 1
                         workers.peaks[labourer] = max(workers.peaks[labourer], workers._in_flight[labourer])
+                time.sleep(workers.invoke_seconds)
                 if refuse:
                     self._reply(429, {"message": "Rate exceeded"}, {"x-amzn-ErrorType": "TooManyRequestsException"})
                     return
@@ -114,8 +120,11 @@ class SimulatedWorkers:
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def _work(self, labourer: str, event: dict[str, Any]) -> None:
-        time.sleep(self.work_seconds)
         try:
+            if self.work is not None:
+                self.work(labourer, event)
+                return
+            time.sleep(self.work_seconds)
             if self.silent:
                 return
             task_id, attempt = event["task_id"], event["attempts"]
@@ -205,11 +214,7 @@ def check(
         for t in tables["tasks"]
         if t.get("greenfield", 0) > now and "completed_at" not in t and "failed_at" not in t
     )
-    counters = {
-        item["labourer_id"].rsplit("#", 1)[0]: int(item.get(COUNTER_ATTRIBUTE, 0))
-        for item in tables["leases"]
-        if item["labourer_id"].endswith("#slots")
-    }
+    counters = running_from_items(tables["leases"])
     counters_off = sum(1 for lab in caps if counters.get(lab, 0) != holding[lab])
     return Figures(
         len(ids),

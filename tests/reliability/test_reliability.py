@@ -1,7 +1,7 @@
 """Nothing lost, nothing run twice: races, crashes, DynamoDB faults, Lambda faults, stale index reads.
 
 Each scenario prints one line of figures (``pytest -s`` shows them) and asserts them. ``SOSW_SCALE=full``
-runs the scale quoted in the README; CI runs the ``ci`` scale.
+runs the scale quoted in docs/reliability.md; CI runs the ``ci`` scale.
 """
 
 from __future__ import annotations
