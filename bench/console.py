@@ -115,6 +115,9 @@ def main() -> None:
         AWS_SDK_UA_APP_ID="console",
     )
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
+    import logging
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's server logs every request
     moto_port = free_port()
     moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
     moto.start()

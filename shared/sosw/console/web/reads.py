@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from boto3.dynamodb.conditions import Key
+from botocore.exceptions import ClientError
 
 from sosw.capacity import free_slots, why_not_more
-from sosw.dynamo import Expressions, batch_get, count, deserialize_item
+from sosw.dynamo import Expressions, batch_get, count, deserialize_item, error_code
 from sosw.errors import InvalidInputError
 from sosw.labourer import Labourer
-from sosw.leases import LeaseStore
+from sosw.leases import Lease, LeaseStore
 from sosw.managers.ecology import HEALTH_LEVELS, EcologyManager
 from sosw.managers.task import TaskManager
 from sosw.orchestrator import DEFAULT_COEFFICIENTS, Orchestrator
@@ -102,6 +103,16 @@ def _health(ecology: EcologyManager, labourer: Labourer) -> tuple[int, list[Heal
     return health, readings
 
 
+def _peek(leases: LeaseStore, labourer_id: str) -> Lease | None:
+    """The labourer's rate-limit window; None on sosw's three tables alone (no leases table: no rate limit)."""
+    try:
+        return leases.peek(labourer_id)
+    except ClientError as exc:
+        if error_code(exc) == "ResourceNotFoundException":
+            return None
+        raise
+
+
 def overview(tm: TaskManager, now: float) -> list[LabourerRow]:
     """One row per labourer, each from a fixed number of requests (see the module's docstring)."""
     _ = tm.get_db_field_name
@@ -132,7 +143,7 @@ def overview(tm: TaskManager, now: float) -> list[LabourerRow]:
         health, readings = _health(ecology, labourer)
         rate_left = None
         if labourer.max_invocations_per_minute is not None:
-            lease = leases.peek(labourer.id)
+            lease = _peek(leases, labourer.id)
             rate_left = (
                 labourer.max_invocations_per_minute
                 if lease is None
