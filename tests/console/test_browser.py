@@ -70,7 +70,8 @@ class Site:
     def drive(self, until, rounds: int = 120) -> None:
         """Run the schedules (as `sosw local` does every minute) until ``until()`` holds."""
         for _ in range(rounds):
-            self.stack.run_orchestrator()
+            # One pass a round: a run that follows the work would linger 20 s after the last task closed
+            self.stack.run_orchestrator(follow=False)
             self.stack.run_scavenger()
             if until():
                 return
@@ -135,7 +136,7 @@ def shot(page, name: str) -> None:
     if SCREENSHOTS is not None:
         # (the log folder is this machine's temporary folder: masked)
         masked = [page.locator(".log-source")]
-        page.screenshot(path=str(SCREENSHOTS / f"console-{name}.png"), full_page=True, mask=masked)
+        page.screenshot(path=str(SCREENSHOTS / f"howto-console-{name}.png"), full_page=True, mask=masked)
 
 
 def sign_in(page, server: ConsoleServer, path: str = "/") -> None:
