@@ -407,6 +407,9 @@ def test_a_dry_run_needs_a_labourer(console):
     response = console.post("/dead/dry-run", {"error": "Boom"})
     assert response.status_code == 400 and "labourer" in response.text
     assert console.post("/dead/redrive-all", {"labourer": "alpha"}).status_code == 400
+    # A confirmation that no dry run gave starts nothing
+    forged = console.post("/dead/redrive-all", {"confirmation": "f" * 32, "confirm": "yes"})
+    assert forged.status_code == 400 and "confirmation: no dry run of this console gave it" in forged.text
     assert console.client.get("/redrives/nope").status_code == 404
 
 

@@ -45,6 +45,37 @@ def test_the_token_url_sets_an_httponly_strict_cookie_and_leaves_the_url_at_once
     assert fresh.get("/tasks?state=dead").status_code == 200
 
 
+def test_the_redirect_after_the_token_stays_on_the_console(console):
+    # A raw request for "//evil.example/" (HTTP clients would read it as another host): sent as the ASGI scope
+    import asyncio
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "//evil.example/",
+        "raw_path": b"//evil.example/",
+        "query_string": f"token={TOKEN}".encode(),
+        "headers": [(b"host", b"127.0.0.1:8765")],
+        "scheme": "http",
+        "server": ("127.0.0.1", 8765),
+        "client": ("127.0.0.1", 50000),
+        "http_version": "1.1",
+        "root_path": "",
+    }
+    sent = []
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message):
+        sent.append(message)
+
+    asyncio.run(console.client.app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    headers = dict(start["headers"])
+    assert start["status"] == 303 and headers[b"location"] == b"/evil.example/"
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_needs_the_token(console, page):
     anonymous = TestClient(console.client.app, base_url=ORIGIN)

@@ -27,7 +27,7 @@ from sosw.dynamo import backoff_delays
 from sosw.errors import InvalidInputError
 from sosw.managers.task import TaskManager
 
-__all__ = ["ACTION_LOG", "Actions", "RedriveFilter", "RedriveRun", "log_action"]
+__all__ = ["ACTION_LOG", "Actions", "DryRun", "RedriveFilter", "RedriveRun", "log_action"]
 
 #: The action log: one JSON line per action (what, on which tasks, how many), for whoever runs the console.
 ACTION_LOG = logging.getLogger("sosw.console.action")
@@ -63,6 +63,18 @@ class RedriveFilter:
         until = before if self.until is None else min(self.until, before)
         state = "cancelled" if self.error == "Cancelled" else "dead"
         return TaskFilter(state=state, labourer=self.labourer, error=self.error, since=self.since, until=until)
+
+
+@dataclass(frozen=True)
+class DryRun:
+    """What a dry run counted, when, and the confirmation that starts the redrive of exactly that."""
+
+    filter: RedriveFilter
+    matched: int
+    read: int
+    complete: bool
+    at: float
+    confirmation: str
 
 
 @dataclass
@@ -110,6 +122,7 @@ class Actions:
         self.attempts = attempts
         self._sleep = sleep
         self._runs: dict[str, RedriveRun] = {}
+        self._dry_runs: dict[str, DryRun] = {}
         self._by_confirmation: dict[str, str] = {}
         self._by_filter: dict[str, str] = {}
         self._lock = threading.Lock()
@@ -154,9 +167,9 @@ class Actions:
 
     # ------------------------------------------------------------------ everything matching a filter
 
-    def dry_run(self, flt: RedriveFilter, max_read: int, now: float) -> tuple[int, int, bool]:
-        """How many dead tasks the filter takes (closed before ``now``), reading at most about ``max_read``:
-        ``(matched, read, complete)``; complete is False when older dead tasks remain unread."""
+    def dry_run(self, flt: RedriveFilter, max_read: int, now: float) -> DryRun:
+        """How many dead tasks the filter takes (closed before ``now``), reading at most about ``max_read``,
+        and the confirmation that may start their redrive: kept here, so only a dry run can start one."""
         matched = read = 0
         cursor: str | None = None
         while True:
@@ -166,14 +179,21 @@ class Actions:
             cursor = page.cursor
             if cursor is None or read >= max_read:
                 break
-        complete = cursor is None
-        log_action("redrive_filter_dry_run", outcome="counted", count=matched, read=read, **_fields(flt))
-        return matched, read, complete
-
-    def start_redrive(self, flt: RedriveFilter, confirmation: str, expected: int, dry_run_at: float) -> RedriveRun:
-        """Start the redrive this confirmation was given for. The same confirmation again (a second click,
-        a resent form), or any while a run of the same filter goes on, gets the run already started."""
+        dry = DryRun(flt, matched, read, cursor is None, now, uuid.uuid4().hex)
         with self._lock:
+            self._dry_runs[dry.confirmation] = dry
+        log_action("redrive_filter_dry_run", outcome="counted", count=matched, read=read, **_fields(flt))
+        return dry
+
+    def start_redrive(self, confirmation: str) -> RedriveRun:
+        """Start the redrive of the dry run this confirmation was given for. The same confirmation again (a
+        second click, a resent form), or another while a run of the same filter goes on, gets the run already
+        started. A confirmation no dry run of this console gave is refused."""
+        with self._lock:
+            dry = self._dry_runs.get(confirmation)
+            if dry is None:
+                raise InvalidInputError("confirmation", "no dry run of this console gave it: run the dry run first")
+            flt = dry.filter
             run_id = self._by_confirmation.get(confirmation)
             if run_id is None:
                 current = self._by_filter.get(flt.key())
@@ -183,12 +203,12 @@ class Actions:
                 run = self._runs[run_id]
                 log_action("redrive_filter", outcome="already started", count=0, run_id=run_id, **_fields(flt))
                 return run
-            run = RedriveRun(uuid.uuid4().hex[:12], flt, expected, time.time())
+            run = RedriveRun(uuid.uuid4().hex[:12], flt, dry.matched, time.time())
             self._runs[run.run_id] = run
             self._by_confirmation[confirmation] = run.run_id
             self._by_filter[flt.key()] = run.run_id
-        log_action("redrive_filter", outcome="started", count=expected, run_id=run.run_id, **_fields(flt))
-        threading.Thread(target=self._redrive_all, args=(run, dry_run_at), daemon=True, name="redrive").start()
+        log_action("redrive_filter", outcome="started", count=dry.matched, run_id=run.run_id, **_fields(flt))
+        threading.Thread(target=self._redrive_all, args=(run, dry.at), daemon=True, name="redrive").start()
         return run
 
     def run(self, run_id: str) -> RedriveRun | None:

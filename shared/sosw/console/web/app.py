@@ -10,7 +10,6 @@ back with a notice. boto3 is synchronous: each request's reads run in Starlette'
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -271,33 +270,14 @@ def create_app(
         flt = dead_filter(form)
         if not flt.labourer:
             raise HTTPException(400, "labourer: a redrive of everything matching takes one labourer")
-        now = clock()
-        try:
-            matched, read, complete = await run_in_threadpool(actions.dry_run, flt, DRY_RUN_READ, now)
-        except SoswError as exc:
-            raise HTTPException(400, str(exc)) from exc
-        return render(
-            request,
-            "dry_run.html",
-            flt=flt,
-            matched=matched,
-            read=read,
-            complete=complete,
-            dry_run_at=now,
-            confirmation=uuid.uuid4().hex,
-        )
+        dry = await run_in_threadpool(actions.dry_run, flt, DRY_RUN_READ, clock())
+        return render(request, "dry_run.html", dry=dry, flt=flt)
 
     async def dead_redrive_all(request: Request) -> Response:
         form = await request.form()
-        flt = dead_filter(form)
-        confirmation = str(form.get("confirmation", ""))
-        dry_run_at = _float(form.get("dry_run_at"))
-        if len(confirmation) != 32 or dry_run_at is None or not flt.labourer:
-            raise HTTPException(400, "confirmation: run the dry run first, then confirm its count")
         if str(form.get("confirm", "")) != "yes":
             raise HTTPException(400, "confirm: tick the confirmation to redrive every task the dry run counted")
-        expected = int(_float(form.get("expected")) or 0)
-        run = await run_in_threadpool(actions.start_redrive, flt, confirmation, expected, dry_run_at)
+        run = await run_in_threadpool(actions.start_redrive, str(form.get("confirmation", "")))
         return RedirectResponse(f"/redrives/{run.run_id}", status_code=303)
 
     async def redrive_progress(request: Request) -> Response:

@@ -84,7 +84,8 @@ class SecurityMiddleware(BaseHTTPMiddleware):
             if not hmac.compare_digest(offered.encode(), self.guard.token.encode()):
                 return _refusal(401, "Wrong token", "This link's token is not this console's. Use the URL it printed.")
             clean = URL(str(request.url)).remove_query_params("token")
-            target = clean.path + (f"?{clean.query}" if clean.query else "")
+            # Always a path of this console ("//host/..." would be another site's address)
+            target = "/" + clean.path.lstrip("/") + (f"?{clean.query}" if clean.query else "")
             response = RedirectResponse(target, status_code=303)
             response.set_cookie(COOKIE, self.guard.token, httponly=True, samesite="strict", path="/")
             return response
