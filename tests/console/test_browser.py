@@ -83,9 +83,12 @@ class Site:
 def site(dynamodb_local, tmp_path_factory) -> Iterator[Site]:
     folder = tmp_path_factory.mktemp("console-browser")
     workers = [
-        # (long enough for the 6 s task of the first test, however busy the machine)
+        # Its Lambda timeout leaves room for a cold start on a busy machine beside the 6 s task of the first test
         WorkerSpec(
-            "resize", {**SETTINGS, "max_simultaneous_invocations": 4, "duration": 30, "max_duration": 30}, concurrency=4
+            "resize",
+            {**SETTINGS, "max_simultaneous_invocations": 4, "duration": 30, "max_duration": 30},
+            concurrency=4,
+            timeout=30,
         ),
         WorkerSpec("flaky", {**SETTINGS, "max_simultaneous_invocations": 2}, concurrency=2),
     ]
