@@ -229,3 +229,38 @@ def test_closes_and_two_orchestrators_claiming_keep_the_cap_and_the_counts(ddb_l
     assert closes == {"accepted": 120}
     assert peak[0] <= 12
     assert running(seeder, "busy") == 0 == occupying(cfg)["busy"]
+
+
+def test_write_units_a_task_on_the_queues_shared_keys(ddb_limits, config):
+    # Given 20 tasks created one by one, claimed, started and completed by a worker's copy (the stack's lifecycle)
+    cfg = {**config, "labourers": {**config["labourers"], "wide": {"max_simultaneous_invocations": 20}}}
+    manager = TaskManager(cfg, clock=SystemClock(), ecology_client=EcologyManager(cfg))
+    wide = manager.get_labourer("wide")
+    ddb_limits.configure(write_units=1_000_000)  # a limit no request reaches: every write is accounted
+    for i in range(20):
+        manager.create_task(wide, n=i)
+    time.sleep(1.01)
+    manager.open_run_window()
+    claimed = manager.claim_tasks(wide, manager.get_next_for_labourer(wide, 20), 20)
+    for task in claimed:
+        assert manager.mark_task_started(task["task_id"], 1)
+        assert manager.complete_and_archive_task(task, attempt=1)
+    # When the emulation's write units per partition key are read (AWS's rule)
+    units = {key: used.get("write", 0) / 20 for key, used in ddb_limits.stats()["units"].items()}
+    tasks_index = next(
+        k for k in units if k.startswith(cfg["dynamo_db_config"]["table_name"] + "/") and k.endswith(":wide")
+    )
+    closed_index = next(
+        k for k in units if k.startswith(cfg["sosw_closed_tasks_table"] + "/") and k.endswith(":wide_1")
+    )
+    leases = cfg["sosw_orchestrator_leases_table"]
+    shards = {k: v for k, v in units.items() if k.startswith(f"{leases}:wide#slots#")}
+    print(
+        f"\nwrite units a task: tasks index {units[tasks_index]}, closed index {units[closed_index]}, "
+        f"claims item {units[f'{leases}:wide#slots']}, freed shards {sum(shards.values())} over {len(shards)}"
+    )
+    # Then they are what the limits page states: the tasks index 5 a task (created 1, claimed 2, started 1,
+    # closed 1), the closed index 1, the claims item one transaction for the whole refill, the closes spread
+    assert units[tasks_index] == 5 and units[closed_index] == 1
+    assert units[f"{leases}:wide#slots"] == 2 / 20
+    assert sum(shards.values()) == pytest.approx(2) and max(shards.values()) < 2
