@@ -21,6 +21,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from sosw import aws
+from sosw.capacity import free_slots
 from sosw.dynamo import error_code, is_transient
 from sosw.errors import ConfigError, InvokeError
 from sosw.labourer import Labourer
@@ -131,10 +132,7 @@ class Orchestrator(SoswProcessor):
             health = labourer.get_attr("health")
         else:
             health = self.tm.ecology_client.get_labourer_status(labourer)
-        return max(0, self._cap(labourer, health) - running)
-
-    def _cap(self, labourer: Labourer, health: int) -> int:
-        return math.floor(labourer.max_simultaneous_invocations * self.coefficients[health])
+        return free_slots(labourer.max_simultaneous_invocations, self.coefficients[health], running, None).desired
 
     def get_labourers(self) -> list[Labourer]:
         """The configured labourers (sosw's)."""
@@ -341,13 +339,12 @@ class Orchestrator(SoswProcessor):
             state.last_progress = self._monotonic()  # slots freed since the last pass
         state.running = run.running = running
         self._requeue_due(labourer, state, now)
-        cap = self._cap(labourer, state.health)
-        self._running_now[labourer.id] = running
-        # sosw's hook decides, within the cap (which the claims hold whatever it answers).
-        desired = max(0, min(cap - running, int(self.get_desired_invocation_number_for_labourer(labourer))))
         allowed = state.lease.invocations_left(labourer.max_invocations_per_minute, now)
-        if allowed is not None:
-            desired = min(desired, allowed)
+        slots = free_slots(labourer.max_simultaneous_invocations, self.coefficients[state.health], running, allowed)
+        self._running_now[labourer.id] = running
+        # sosw's hook decides, within the free slots (the claims hold the cap whatever it answers).
+        wanted = int(self.get_desired_invocation_number_for_labourer(labourer))
+        cap, desired = slots.cap, min(slots.desired, max(0, wanted))
         run.desired = max(run.desired, desired)
         if desired > 0 and state.queued:
             state.queue_read = now

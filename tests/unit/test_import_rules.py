@@ -23,6 +23,7 @@ BASE = {
     "sosw",
     "sosw.app",
     "sosw.aws",
+    "sosw.capacity",
     "sosw.clock",
     "sosw.config",
     "sosw.dynamo",
