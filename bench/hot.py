@@ -435,6 +435,7 @@ def main() -> int:
             trees = {"baseline": baseline_tree / "shared", **trees}
             refs = {"baseline": BASELINE, **refs}
         trees = {k: v for k, v in trees.items() if k in DESIGNS}
+        refs = {k: v for k, v in refs.items() if k in DESIGNS}
         try:
             with LimitsProxy(ddb.endpoint_url) as limits:
                 number = 0
