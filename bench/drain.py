@@ -60,10 +60,11 @@ from botocore.config import Config
 from bench.common import machine_cpu_seconds, percentile
 from bench.serving import start_server, stop_server
 from sosw import aws
-from sosw.dynamo import deserialize_item
+from sosw.dynamo import batch_get, deserialize_item
 from sosw.local.dynamodb_local import DynamoDBLocal
 from sosw.local.stack import ASSISTANT, LocalStack, WorkerSpec, programmatic_stack
 from sosw.tasks.model import WORKER_EVENT_FIELDS
+from sosw.tasks.slots import SHARDS_MAX, counter_key, running_from_items, shard_key
 
 ROOT = Path(__file__).resolve().parents[1]
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
@@ -291,10 +292,9 @@ class DrainBench:
         return total
 
     def running(self, labourer_id: str) -> int:
-        item = self.direct.get_item(
-            TableName=self.tables["leases"], Key={"labourer_id": {"S": f"{labourer_id}#slots"}}, ConsistentRead=True
-        ).get("Item")
-        return int(item["running"]["N"]) if item and "running" in item else 0
+        keys = [counter_key(labourer_id)] + [shard_key(labourer_id, k) for k in range(SHARDS_MAX)]
+        items = batch_get(self.direct, self.tables["leases"], keys)
+        return running_from_items(items).get(labourer_id, 0)
 
     def wait_for(self, what: str, done: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
         deadline = time.monotonic() + timeout

@@ -11,4 +11,4 @@ logger = Logger()
 @logger.inject_lambda_context
 def handler(event, context):
     assistant = WorkerAssistant(task_manager(), orchestrator=waker("orchestrator"), scavenger=waker("scavenger"))
-    return assistant.handle(event)
+    return assistant.handle(event, lambda: context.get_remaining_time_in_millis() / 1000)

@@ -13,7 +13,7 @@ import random
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from boto3.dynamodb.conditions import ConditionBase, ConditionExpressionBuilder
 from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
@@ -191,6 +191,86 @@ def error_code(exc: ClientError) -> str:
     return exc.response.get("Error", {}).get("Code", "")
 
 
+#: Errors DynamoDB answers under load: nothing was written, and the same request may pass a moment later.
+#: botocore retries the throttles itself (a few times); ``TransactionConflictException`` (a plain write to an
+#: item that a transaction holds) it does not retry at all.
+TRANSIENT_ERRORS = frozenset(
+    {
+        "TransactionConflictException",
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+    }
+)
+#: Cancellation reasons of a transaction that say the same of one of its items.
+TRANSIENT_REASONS = frozenset({"TransactionConflict", "ThrottlingError", "ProvisionedThroughputExceeded"})
+
+#: A retry never sleeps into the caller's last second: the caller still needs it to give up cleanly.
+RETRY_SAFETY_SECONDS = 1.0
+
+
+class UnprocessedError(RuntimeError):
+    """A batch request left items or keys unprocessed (DynamoDB's throttling of a batch) past its retries."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A refusal that load explains (a throttle, a conflict), as opposed to one that the request itself caused."""
+    if isinstance(exc, UnprocessedError):
+        return True
+    if not isinstance(exc, ClientError):
+        return False
+    code = error_code(exc)
+    if code == "TransactionCanceledException":
+        return bool(_codes(exc) & TRANSIENT_REASONS)
+    return code in TRANSIENT_ERRORS
+
+
+def _codes(exc: ClientError) -> set[str]:
+    return {r.get("Code") for r in exc.response.get("CancellationReasons", [])} - {None, "None"}
+
+
+def retry_delays(
+    attempts: int, base: float, cap: float, remaining: Callable[[], float] | None = None
+) -> Iterator[float]:
+    """The backoff delays of :func:`backoff_delays`, stopped early where one would run into the caller's
+    last ``RETRY_SAFETY_SECONDS`` (``remaining``: the caller's time left, e.g. a Lambda's)."""
+    for delay in backoff_delays(attempts, base, cap):
+        if remaining is not None and remaining() - delay < RETRY_SAFETY_SECONDS:
+            return
+        yield delay
+
+
+T = TypeVar("T")
+
+
+def call_with_retries(
+    call: Callable[[], T],
+    *,
+    attempts: int = 8,
+    base: float = 0.05,
+    cap: float = 2.0,
+    remaining: Callable[[], float] | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """``call()``, tried again with backoff while DynamoDB refuses it for load (:func:`is_transient`).
+
+    Only for requests that are safe to send twice: conditional writes whose refusal the caller reads as an
+    answer, ADDs in transactions (all or nothing), and reads. The last refusal is raised as it came.
+    """
+    delays = retry_delays(attempts, base, cap, remaining)
+    while True:
+        try:
+            return call()
+        except ClientError as exc:
+            if not is_transient(exc):
+                raise
+            delay = next(delays, None)
+            if delay is None:
+                raise
+            sleep(delay)
+
+
 class TransactionCancelled(Exception):
     """A transaction was cancelled because a condition failed; nothing was written.
 
@@ -210,32 +290,32 @@ def transact_write(
     attempts: int = 8,
     base: float = 0.05,
     cap: float = 2.0,
+    remaining: Callable[[], float] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> None:
     """Run a TransactWriteItems; raise :class:`TransactionCancelled` if a condition failed.
 
-    A cancellation caused only by a conflicting concurrent transaction (``TransactionConflict``) is
-    tried again with backoff, a bounded number of times: nothing was written, and the conditions are
-    evaluated afresh on each try.
+    A cancellation that load explains (a concurrent transaction on one of the items, a throttled partition)
+    is tried again with backoff, within ``attempts`` and the caller's ``remaining`` time: nothing was
+    written, and the conditions are evaluated afresh on each try. Past that, the last error is raised.
     """
-    delays = backoff_delays(attempts, base, cap)
-    while True:
-        try:
-            client.transact_write_items(TransactItems=list(items))
-            return
-        except ClientError as exc:
-            if error_code(exc) != "TransactionCanceledException":
-                raise
-            reasons = [_reason(r) for r in exc.response.get("CancellationReasons", [])]
-            codes = {r.get("Code") for r in reasons} - {None, "None"}
-            if "TransactionConflict" in codes:
-                delay = next(delays, None)
-                if delay is not None:
-                    sleep(delay)
-                    continue
-            if codes and codes <= {"ConditionalCheckFailed"}:
-                raise TransactionCancelled(reasons) from exc
+    try:
+        call_with_retries(
+            lambda: client.transact_write_items(TransactItems=list(items)),
+            attempts=attempts,
+            base=base,
+            cap=cap,
+            remaining=remaining,
+            sleep=sleep,
+        )
+    except ClientError as exc:
+        if error_code(exc) != "TransactionCanceledException":
             raise
+        codes = _codes(exc)
+        if codes and codes <= {"ConditionalCheckFailed"}:
+            reasons = [_reason(r) for r in exc.response.get("CancellationReasons", [])]
+            raise TransactionCancelled(reasons) from exc
+        raise
 
 
 def _reason(raw: Mapping[str, Any]) -> dict[str, Any]:
@@ -257,29 +337,32 @@ def batch_write(
     attempts: int = 8,
     base: float = 0.05,
     cap: float = 2.0,
+    remaining: Callable[[], float] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> int:
     """Put ``items`` with BatchWriteItem, ``BATCH_WRITE_SIZE`` at a time, in order; returns the number of requests.
 
-    UnprocessedItems are sent again with backoff and full jitter, a bounded number of times; if some are
-    still left, the error says how many, and everything before them was written.
+    UnprocessedItems are sent again with backoff and full jitter, a bounded number of times (and a request
+    refused for load, likewise); if some are still left, the error says how many, and everything before them
+    was written.
     """
+    retry = {"attempts": attempts, "base": base, "cap": cap, "remaining": remaining, "sleep": sleep}
     requests = 0
     chunk: list[dict[str, Any]] = []
 
     def flush() -> None:
         nonlocal requests
         pending = {table: [{"PutRequest": {"Item": serialize_item(i)}} for i in chunk]}
-        delays = backoff_delays(attempts, base, cap)
+        delays = retry_delays(attempts, base, cap, remaining)
         while pending:
-            response = client.batch_write_item(RequestItems=pending)
+            response = call_with_retries(lambda p=pending: client.batch_write_item(RequestItems=p), **retry)
             requests += 1
             pending = response.get("UnprocessedItems") or {}
             if pending:
                 delay = next(delays, None)
                 if delay is None:
                     left = len(pending.get(table, []))
-                    raise RuntimeError(f"BatchWriteItem left {left} item(s) unprocessed after {attempts} tries")
+                    raise UnprocessedError(f"BatchWriteItem left {left} item(s) unprocessed after {attempts} tries")
                 sleep(delay)
         chunk.clear()
 
@@ -305,12 +388,15 @@ def batch_get(
     attempts: int = 8,
     base: float = 0.05,
     cap: float = 2.0,
+    remaining: Callable[[], float] | None = None,
     sleep: Callable[[float], None] = time.sleep,
 ) -> list[dict[str, Any]]:
     """The items of ``keys`` that exist (in no particular order), ``BATCH_GET_SIZE`` keys a request.
 
-    UnprocessedKeys are asked for again with backoff and full jitter, a bounded number of times.
+    UnprocessedKeys are asked for again with backoff and full jitter, a bounded number of times (and a
+    request refused for load, likewise).
     """
+    retry = {"attempts": attempts, "base": base, "cap": cap, "remaining": remaining, "sleep": sleep}
     found: list[dict[str, Any]] = []
     for start in range(0, len(keys), BATCH_GET_SIZE):
         pending: dict[str, Any] = {
@@ -319,14 +405,14 @@ def batch_get(
                 "ConsistentRead": consistent,
             }
         }
-        delays = backoff_delays(attempts, base, cap)
+        delays = retry_delays(attempts, base, cap, remaining)
         while pending:
-            response = client.batch_get_item(RequestItems=pending)
+            response = call_with_retries(lambda p=pending: client.batch_get_item(RequestItems=p), **retry)
             found.extend(deserialize_item(i) for i in response.get("Responses", {}).get(table, []))
             pending = response.get("UnprocessedKeys") or {}
             if pending:
                 delay = next(delays, None)
                 if delay is None:
-                    raise RuntimeError(f"BatchGetItem left keys of {table} unread after {attempts} tries")
+                    raise UnprocessedError(f"BatchGetItem left keys of {table} unread after {attempts} tries")
                 sleep(delay)
     return found

@@ -123,3 +123,24 @@ class LeaseStore:
             return None
         old = deserialize_item(response.get("Attributes") or {})
         return old.get("wake")
+
+
+class ProcessLeases:
+    """Leases kept in this process only: the Orchestrator's stand-in when there is no leases table.
+
+    sosw's own Orchestrator runs on sosw's three tables alone, with no lease and no rate limit; so does ours
+    there (see :meth:`sosw.orchestrator.Orchestrator`), with leases that only keep this process's own
+    passes in order. Two orchestrators then may both fill a labourer, as two of sosw's may.
+    """
+
+    def acquire(self, labourer_id: str, owner: str, now: float, seconds: float) -> Lease | None:
+        return Lease(labourer_id, owner, now + seconds, now, 0)
+
+    def record_invocations(self, lease: Lease, count: int, now: float) -> Lease:
+        return lease  # no rate limit without the table that keeps its window
+
+    def flag_wake(self, labourer_id: str, now: float) -> None:
+        pass
+
+    def release(self, lease: Lease, now: float, settle_seconds: float) -> float | None:
+        return None

@@ -18,11 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from botocore.exceptions import ClientError
 
 from sosw import aws
+from sosw.dynamo import error_code, is_transient
 from sosw.errors import ConfigError, InvokeError
 from sosw.labourer import Labourer
-from sosw.leases import LEASE_SECONDS, Lease, LeaseStore
+from sosw.leases import LEASE_SECONDS, Lease, LeaseStore, ProcessLeases
 from sosw.managers.task import InvokeResult, TaskManager
 from sosw.metrics import put_labourer_metrics
 from sosw.processors import SoswProcessor
@@ -30,6 +32,8 @@ from sosw.processors import SoswProcessor
 logger = Logger(child=True)
 
 DEFAULT_COEFFICIENTS = {0: 0, 1: 0, 2: 0.5, 3: 0.75, 4: 1}
+#: Passes of one labourer that DynamoDB's refusals may cost a run before it lets the labourer go.
+MAX_REFUSED_PASSES = 20
 # Outcomes of an invocation that did not reach the worker (or may not have).
 _NOT_DELIVERED = {"released", "uncertain", "error", "not_started"}
 
@@ -52,6 +56,7 @@ class OrchestratorReport:
     labourers: dict[str, LabourerRun] = field(default_factory=dict)
     duration: float = 0.0
     passes: int = 0
+    failed_passes: int = 0  # passes whose read of the slot counters DynamoDB refused
     unfinished: list[str] = field(default_factory=list)
 
     @property
@@ -71,6 +76,7 @@ class _Follow:
     queue_read: float | None = None
     next_due: float | None = None  # None: not read yet; inf: no retry falls due within the linger horizon
     due_read: float | None = None  # when the head of the retry table was last read (monotonic)
+    refused: int = 0  # passes lost to DynamoDB's refusals (throttles, conflicts) past their retries
 
     @property
     def waits_for_retry(self) -> bool:
@@ -103,7 +109,11 @@ class Orchestrator(SoswProcessor):
         self.linger_seconds = float(config.get("dispatch_linger_seconds", 60))
         self.coefficients = self._coefficients(config.get("invocation_number_coefficient", DEFAULT_COEFFICIENTS))
         self.owner = owner or uuid.uuid4().hex
-        self.leases = LeaseStore(task_manager.dynamo_db_client, config["sosw_orchestrator_leases_table"])
+        self.leases: LeaseStore | ProcessLeases = LeaseStore(
+            task_manager.dynamo_db_client, config["sosw_orchestrator_leases_table"]
+        )
+        #: No leases table: sosw's three tables alone (see _without_leases_table).
+        self.sosw_tables_only = False
         self._monotonic = monotonic
 
     @staticmethod
@@ -144,6 +154,7 @@ class Orchestrator(SoswProcessor):
         """
         started = self._monotonic()
         report = OrchestratorReport()
+        self.tm.remaining_seconds = remaining_seconds  # DynamoDB's refusals are retried within the run's time
         # Health is read per labourer, inside its own try, so one labourer's bad metric config or
         # CloudWatch error doesn't stop the others.
         ecology = self.tm.ecology_client
@@ -157,8 +168,14 @@ class Orchestrator(SoswProcessor):
                 while active and self._time_left(remaining_seconds) > 0:
                     if report.passes:
                         self.tm.open_run_window()  # this pass's windows: "queued" means before now
-                    running = self.tm.get_running_counts(active)
                     report.passes += 1
+                    try:
+                        running = self._running_counts(active)
+                    except Exception as exc:  # DynamoDB refused past its retries: this pass is lost, not the run
+                        report.failed_passes += 1
+                        logger.warning("Reading the slot counters failed: next pass", extra={"error": repr(exc)})
+                        time.sleep(self.poll_max_seconds)
+                        continue
                     still = []
                     for labourer in active:
                         run = report.labourers.setdefault(labourer.id, LabourerRun(labourer.id))
@@ -167,9 +184,7 @@ class Orchestrator(SoswProcessor):
                             keep = self._pass(labourer, run, state, pool, remaining_seconds, running[labourer.id])
                             keep = follow and keep and self._follows(state)
                         except Exception as exc:  # one labourer's failure must not stop the others
-                            run.error = f"{type(exc).__name__}: {exc}"
-                            logger.exception("Orchestrating a labourer failed", extra={"labourer_id": labourer.id})
-                            keep = False
+                            keep = self._failed(labourer, run, state, exc)
                         if keep or not state.lease:
                             still += [labourer] if keep else []
                             continue
@@ -196,6 +211,44 @@ class Orchestrator(SoswProcessor):
             extra={"duration": report.duration, "invoked": report.invoked, "passes": report.passes},
         )
         return report
+
+    def _running_counts(self, labourers: list[Labourer]) -> dict[str, int]:
+        """The slot counters; on sosw's three tables alone (no leases table), sosw's count from the index."""
+        if not self.sosw_tables_only:
+            try:
+                return self.tm.get_running_counts(labourers)
+            except ClientError as exc:
+                if error_code(exc) != "ResourceNotFoundException":
+                    raise
+                self._without_leases_table()
+        return {lab.id: self.tm.get_count_of_running_tasks_for_labourer(lab) for lab in labourers}
+
+    def _without_leases_table(self) -> None:
+        """Run as sosw's Orchestrator does on sosw's tables: warned once, in one line that says what is lost."""
+        self.sosw_tables_only = True
+        self.leases = ProcessLeases()
+        logger.warning(
+            f"No leases table {self.tm.config['sosw_orchestrator_leases_table']!r}: running as sosw's Orchestrator "
+            "does, counting running tasks from the index (the cap is only as exact as sosw's), with no lease "
+            "per labourer and no rate limit. The stack creates the table (cdk deploy, or sosw local)."
+        )
+
+    def _failed(self, labourer: Labourer, run: LabourerRun, state: _Follow, exc: Exception) -> bool:
+        """Record a failed pass; True to try the labourer again in this run.
+
+        A refusal that load explains (DynamoDB throttled or conflicted past its retries) costs the labourer this
+        pass only: the next one, a poll later, tries again. Anything else lets it go until the next run.
+        """
+        if is_transient(exc) and state.refused < MAX_REFUSED_PASSES:
+            state.refused += 1
+            run.outcomes["refused_passes"] += 1
+            logger.warning(
+                "DynamoDB refused a pass: trying again", extra={"labourer_id": labourer.id, "error": repr(exc)}
+            )
+            return True
+        run.error = f"{type(exc).__name__}: {exc}"
+        logger.exception("Orchestrating a labourer failed", extra={"labourer_id": labourer.id})
+        return False
 
     def _put_metrics(self, report: OrchestratorReport) -> None:
         for run in report.labourers.values():
@@ -232,7 +285,13 @@ class Orchestrator(SoswProcessor):
         now = self.tm.clock.now()
         if state.lease is None or state.lease.until - now < LEASE_SECONDS / 2:
             lease_seconds = min(LEASE_SECONDS, max(self._time_left(remaining_seconds), 1.0))
-            lease = self.leases.acquire(labourer.id, self.owner, now, lease_seconds)
+            try:
+                lease = self.leases.acquire(labourer.id, self.owner, now, lease_seconds)
+            except ClientError as exc:
+                if error_code(exc) != "ResourceNotFoundException":
+                    raise
+                self._without_leases_table()
+                lease = self.leases.acquire(labourer.id, self.owner, now, lease_seconds)
             if lease is None:
                 if state.lease is None:
                     run.skipped_reason = "another orchestrator holds this labourer"

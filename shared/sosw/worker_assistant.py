@@ -11,12 +11,14 @@ duplicate-delivery guard, called synchronously before working).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sosw.dispatch import Waker
+from sosw.dynamo import is_transient
 from sosw.errors import InvalidInputError
 from sosw.managers.task import ReportResult, TaskManager
+from sosw.metrics import put_labourer_metric
 from sosw.processors import SoswWorkerAssistant
 
 ACTIONS = ("mark_task_as_completed", "mark_task_as_failed", "start_task")
@@ -41,8 +43,23 @@ class WorkerAssistant(SoswWorkerAssistant):
         self.orchestrator = orchestrator
         self.scavenger = scavenger
 
-    def handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
-        """Apply one report; returns ``{"task_id", "outcome", "reason"}``. Bad events raise InvalidInputError."""
+    def handle(self, event: Mapping[str, Any], remaining: Callable[[], float] | None = None) -> dict[str, Any]:
+        """Apply one report; returns ``{"task_id", "outcome", "reason"}``. Bad events raise InvalidInputError.
+
+        DynamoDB's refusals under load (throttles, transaction conflicts) are retried within ``remaining`` (the
+        Lambda's time left). Past that the report raises, so that Lambda delivers it again (nothing was
+        written), and the ``reports_raised`` metric counts it.
+        """
+        self.tm.remaining_seconds = remaining
+        try:
+            return self._handle(event)
+        except Exception as exc:
+            if is_transient(exc):
+                labourer_id = event.get("labourer_id") if isinstance(event, Mapping) else None
+                put_labourer_metric("reports_raised", 1, str(labourer_id or "unknown"))
+            raise
+
+    def _handle(self, event: Mapping[str, Any]) -> dict[str, Any]:
         if not isinstance(event, Mapping):
             raise InvalidInputError("event", f"expected a JSON object, got {type(event).__name__}")
         action = event.get("action")

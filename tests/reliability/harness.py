@@ -28,7 +28,7 @@ from botocore.awsrequest import AWSResponse
 from sosw.dynamo import deserialize_item
 from sosw.managers.task import TaskManager
 from sosw.schema import table_schemas
-from sosw.tasks.slots import COUNTER_ATTRIBUTE
+from sosw.tasks.slots import running_from_items
 
 SCALE = os.environ.get("SOSW_SCALE", "ci")
 _INVOKE = re.compile(r"^/2015-03-31/functions/([^/]+)/invocations")
@@ -214,11 +214,7 @@ def check(
         for t in tables["tasks"]
         if t.get("greenfield", 0) > now and "completed_at" not in t and "failed_at" not in t
     )
-    counters = {
-        item["labourer_id"].rsplit("#", 1)[0]: int(item.get(COUNTER_ATTRIBUTE, 0))
-        for item in tables["leases"]
-        if item["labourer_id"].endswith("#slots")
-    }
+    counters = running_from_items(tables["leases"])
     counters_off = sum(1 for lab in caps if counters.get(lab, 0) != holding[lab])
     return Figures(
         len(ids),

@@ -114,16 +114,21 @@ def test_a_counter_driven_below_zero_never_lets_the_cap_be_passed(make_manager, 
     assert len(claimed) == 2 and occupying(manager.config)["alpha"] == 2 == running(manager, "alpha")
 
 
-def test_a_claim_on_a_counter_below_zero_is_refused_until_a_read_sets_it_right(make_manager, clock):
+def test_a_claim_on_a_counter_below_zero_sets_it_right_first_and_keeps_the_cap(make_manager, clock):
+    # Given a counter below zero, and a process that has not read the counters yet
     manager = make_manager()
     alpha = manager.get_labourer("alpha")
     set_counter(manager, "alpha", -1)
-    manager.create_tasks(alpha, [{}] * 2)
+    manager.create_tasks(alpha, [{}] * 3)
     clock.advance(1)
-    first, _second = manager.get_next_for_labourer(alpha, 2)
+    first, second, third = manager.get_next_for_labourer(alpha, 3)
+    # When it claims with a cap of 2: the claim reads (and repairs) the counters before it conditions on them
+    manager.mark_task_invoked(alpha, first, cap=2)
+    manager.mark_task_invoked(alpha, second, cap=2)
+    # Then the third is refused: the -1 was not taken as a free slot
     with pytest.raises(NoFreeSlotError):
-        manager.mark_task_invoked(alpha, first, cap=2)
-    assert occupying(manager.config)["alpha"] == 0
+        manager.mark_task_invoked(alpha, third, cap=2)
+    assert occupying(manager.config)["alpha"] == 2 == running(manager, "alpha")
 
 
 def test_claiming_together_stops_at_the_cap_and_skips_what_others_took(make_manager, clock):

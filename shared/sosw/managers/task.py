@@ -120,6 +120,15 @@ class TaskManager:
         self._ctx.dynamodb = client
 
     @property
+    def remaining_seconds(self) -> Callable[[], float] | None:
+        """The caller's time left (a Lambda's): retries of DynamoDB's refusals under load stop before it ends."""
+        return self._ctx.remaining
+
+    @remaining_seconds.setter
+    def remaining_seconds(self, remaining: Callable[[], float] | None) -> None:
+        self._ctx.remaining = remaining
+
+    @property
     def lambda_client(self) -> Any:
         return self._ctx.lambda_client
 

@@ -86,21 +86,31 @@ class TaskClaims:
         occupying = not check_running and occupies_slot(self.ctx, task)
         still = self.ctx.open_condition() & Attr(_("greenfield")).gte(self.ctx.now()) if occupying else None
         item, claimed = self._claim_item(labourer, task, start, check_running=bool(check_running), extra=still)
-        items = [item] if occupying else [item, self.slots.take_item(labourer.id, cap)]
-        try:
-            self.slots.transact(items)
-        except TransactionCancelled as cancelled:
-            old = cancelled.reasons[0].get("Item") or {}
-            if cancelled.reasons[0].get("Code") != "ConditionalCheckFailed":
-                raise NoFreeSlotError(task[_("task_id")], labourer.id, cap) from None
-            if old and old.get(_("labourer_id")) != labourer.id:
-                raise InvalidInputError(
-                    _("labourer_id"),
-                    f"task {task[_('task_id')]!r} belongs to {old.get(_('labourer_id'))!r}, not to {labourer.id!r}",
-                ) from None
-            raise TaskAlreadyInvokedError(task[_("task_id")]) from None
+        for fresh in (False, True):
+            items = [item] if occupying else [item, self.slots.take_item(labourer.id, cap)]
+            try:
+                self.slots.transact(items)
+                break
+            except TransactionCancelled as cancelled:
+                if cancelled.reasons[0].get("Code") == "ConditionalCheckFailed":
+                    self._refused(labourer, task, cancelled)
+                if fresh or cap is None:
+                    raise NoFreeSlotError(task[_("task_id")], labourer.id, cap) from None
+                # The counter refused on a freed sum read earlier: once more on the counts as they are now.
+                self.slots.read([labourer.id])
         logger.info("Task claimed", extra={"task_id": task[_("task_id")], "labourer_id": labourer.id})
         return claimed
+
+    def _refused(self, labourer: Labourer, task: Mapping[str, Any], cancelled: TransactionCancelled) -> None:
+        """The claim's own condition failed: raise why."""
+        _ = self.ctx.field
+        old = cancelled.reasons[0].get("Item") or {}
+        if old and old.get(_("labourer_id")) != labourer.id:
+            raise InvalidInputError(
+                _("labourer_id"),
+                f"task {task[_('task_id')]!r} belongs to {old.get(_('labourer_id'))!r}, not to {labourer.id!r}",
+            ) from None
+        raise TaskAlreadyInvokedError(task[_("task_id")]) from None
 
     def claim_tasks(self, labourer: Labourer, tasks: list[dict[str, Any]], cap: int) -> list[dict[str, Any]]:
         """Claim queued tasks together: one transaction per 99 tasks, taking their slots at once.
@@ -289,7 +299,7 @@ class TaskClaims:
             }
         }
         try:
-            self.slots.transact([item, self.slots.free_item(labourer.id)])
+            self.slots.transact([item, self.slots.free_item(labourer.id, claimed)])
         except TransactionCancelled:
             return False  # someone moved or reported it meanwhile: leave it to them
         logger.info("Claim released", extra={"task_id": claimed[_("task_id")], "labourer_id": labourer.id})

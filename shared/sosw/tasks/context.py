@@ -8,7 +8,7 @@ read and write the tables through it, so a client replaced on the facade (``mana
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 from boto3.dynamodb.conditions import Attr, ConditionBase
@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from sosw import aws
 from sosw.clock import Clock
-from sosw.dynamo import Expressions, deserialize_item, error_code, serialize_item
+from sosw.dynamo import Expressions, call_with_retries, deserialize_item, error_code, serialize_item
 from sosw.errors import InvalidInputError, UnknownLabourerError
 from sosw.labourer import Labourer
 from sosw.schema import table_schemas
@@ -47,6 +47,9 @@ class TaskContext:
         self.stats: Counter[str] = Counter()
         self._tables = table_schemas(config)
         self._labourers: list[Labourer] | None = None
+        #: The caller's time left (a Lambda's ``get_remaining_time_in_millis() / 1000``): retries of what DynamoDB
+        #: refuses under load stop before it runs out (see :func:`sosw.dynamo.call_with_retries`).
+        self.remaining: Callable[[], float] | None = None
         #: No leases table to keep slot counters in (sosw's own tables without the stack): see tasks.slots.
         self.counters_missing = False
         #: Registered by capabilities beside the steps (sosw.jobs): see :class:`CloseHook`.
@@ -105,6 +108,7 @@ class TaskContext:
             "attempts": self.config["write_retry_attempts"],
             "base": self.config["write_retry_base_seconds"],
             "cap": self.config["write_retry_cap_seconds"],
+            "remaining": self.remaining,
         }
 
     # ------------------------------------------------------------------ labourers and run windows
@@ -183,7 +187,10 @@ class TaskContext:
 
     def get_item(self, table: str, key: Mapping[str, Any]) -> dict[str, Any]:
         """A strongly consistent read of one item; ``{}`` if there is none."""
-        response = self.dynamodb.get_item(TableName=table, Key=serialize_item(key), ConsistentRead=True)
+        response = call_with_retries(
+            lambda: self.dynamodb.get_item(TableName=table, Key=serialize_item(key), ConsistentRead=True),
+            **self.retry_settings(),
+        )
         return deserialize_item(response["Item"]) if "Item" in response else {}
 
     def update_open_task(
@@ -195,17 +202,19 @@ class TaskContext:
         The claim, the start guard and the reports all work so: the old item, returned by the same
         request, tells our own call retried by botocore (same token) from someone else's change.
         """
-        condition_expression = ex.condition(condition)
+        request = {
+            "TableName": self.tasks_table,
+            "Key": serialize_item({self.field("task_id"): task_id}),
+            "UpdateExpression": update,
+            "ConditionExpression": ex.condition(condition),
+            "ReturnValues": "ALL_NEW" if return_new else "NONE",
+            "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            **ex.params(),
+        }
         try:
-            response = self.dynamodb.update_item(
-                TableName=self.tasks_table,
-                Key=serialize_item({self.field("task_id"): task_id}),
-                UpdateExpression=update,
-                ConditionExpression=condition_expression,
-                ReturnValues="ALL_NEW" if return_new else "NONE",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-                **ex.params(),
-            )
+            # A plain write to a task that a transaction holds fails with TransactionConflictException, which
+            # botocore does not retry: nothing was written, so it is sent again.
+            response = call_with_retries(lambda: self.dynamodb.update_item(**request), **self.retry_settings())
         except ClientError as exc:
             if error_code(exc) != "ConditionalCheckFailedException":
                 raise

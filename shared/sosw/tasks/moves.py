@@ -203,7 +203,7 @@ class TaskMoves:
         the move then also requires it still unreported, so a report and this move can't both free it."""
         if not occupies_slot(self.ctx, task):
             return None
-        return self.ctx.open_condition(), [self.slots.free_item(task[self.ctx.field("labourer_id")])]
+        return self.ctx.open_condition(), [self.slots.free_item(task[self.ctx.field("labourer_id")], task)]
 
     def cancel_task(self, task_id: str, reason: str = "cancelled by an operator") -> bool:
         """Close a queued or waiting task with the error ``Cancelled``; False if it is neither any more."""

@@ -126,7 +126,7 @@ class TaskReports:
             },
             *self.ctx.close_items(closed, "completed"),
         ]
-        items.append(self.slots.free_item(labourer.id))
+        items.append(self.slots.free_item(labourer.id, task))
         try:
             self.slots.transact(items)
         except TransactionCancelled as cancelled:
@@ -291,7 +291,7 @@ class TaskReports:
             }
         }
         try:
-            self.slots.transact([item, self.slots.free_item(labourer_id)])
+            self.slots.transact([item, self.slots.free_item(labourer_id, {_("task_id"): task_id})])
         except TransactionCancelled as cancelled:
             old = cancelled.reasons[0].get("Item") or {}
             if old and old.get(_("labourer_id")) != labourer_id:
