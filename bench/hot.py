@@ -7,7 +7,7 @@ classes, as a busy user would drive them:
 
 - the Orchestrator following the work (``Orchestrator(tm).run(remaining, follow=True)``, one run after the
   other, in a thread), invoking through a loopback Lambda endpoint that accepts an Invoke after 20 ms
-  (``tests/reliability/harness.py``'s ``SimulatedWorkers``);
+  (``SimulatedWorkers`` of ``tests/reliability/workers.py``);
 - each delivery runs the project's ``Worker`` class (``sosw.worker``): its start guard, 1 s of work, its
   completion report with its copy of the task, both through the ``WorkerAssistant`` (called in process: a
   stand-in Lambda client). A report that raises is delivered again after ``REDELIVERY_SECONDS``, at most twice,
@@ -181,23 +181,26 @@ def _tag(client: Any, caller: str) -> None:
     client.meta.events.register("before-send.dynamodb", before_send)
 
 
-def _table_counts(config: dict[str, Any], direct_url: str) -> tuple[Counter[str], Counter[str]]:
-    """How many times each task id is in the tasks and retry tables, and in the closed table (read directly)."""
+def _table_counts(config: dict[str, Any], direct_url: str) -> tuple[Counter[str], Counter[str], list[dict[str, Any]]]:
+    """How many times each task id is in the tasks and retry tables, and in the closed table (read directly, not
+    through the emulation); and a few of the tasks left open, as they are, to say why."""
     import boto3
 
+    from sosw.dynamo import deserialize_item
     from sosw.schema import table_schemas
 
     client = boto3.client("dynamodb", endpoint_url=direct_url)
     open_, closed = Counter[str](), Counter[str]()
+    left: list[dict[str, Any]] = []
     for role, schema in table_schemas(config).items():
         if role not in ("tasks", "retry", "closed"):
             continue
         target = closed if role == "closed" else open_
-        for page in client.get_paginator("scan").paginate(
-            TableName=schema.name, ConsistentRead=True, ProjectionExpression="task_id"
-        ):
+        for page in client.get_paginator("scan").paginate(TableName=schema.name, ConsistentRead=True):
             target.update(item["task_id"]["S"] for item in page["Items"])
-    return open_, closed
+            if role != "closed":
+                left += [{"table": role, **deserialize_item(i)} for i in page["Items"][: 5 - len(left)]]
+    return open_, closed, left
 
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -209,7 +212,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     from sosw.orchestrator import Orchestrator
     from sosw.worker import Worker
     from sosw.worker_assistant import WorkerAssistant
-    from tests.reliability.harness import SimulatedWorkers
+    from tests.reliability.workers import SimulatedWorkers
 
     cap, n = spec["cap"], spec["tasks"]
     labourer = {"max_simultaneous_invocations": cap, "duration": 600, "cooldown": 300, "max_duration": 600}
@@ -290,7 +293,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     for timer in list(figures.pending):
         timer.join(REDELIVERY_SECONDS * (REDELIVERIES + 1) + 30)
     workers.close()
-    open_, closed = _table_counts(config, spec["direct_url"])
+    open_, closed, left_open = _table_counts(config, spec["direct_url"])
     ids = set(open_) | set(closed)
     elapsed = (figures.last_close or time.monotonic()) - started
     accepted = figures.outcomes["mark_task_as_completed:accepted"]
@@ -312,6 +315,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         "not_closed_once": sum(1 for t in ids if closed[t] != 1 or open_[t]) + max(0, n - len(ids)),
         "peak": workers.peaks[LABOURER],
         "invocations": len(workers.invocations),
+        "left_open": json.loads(json.dumps(left_open, default=str)),
         "orchestrator_errors": errors[:20],
         "orchestrator_error_count": len(errors),
         "throttles_not_retried": figures.throttles_raised + throttle_errors,
