@@ -72,6 +72,7 @@ AWS_WRITE_UNITS, AWS_READ_UNITS = 1000, 3000
 REDELIVERY_SECONDS = 5.0
 REDELIVERIES = 2
 LABOURER = "hot"
+RUN_SECONDS = 60.0  # the Orchestrator's schedule
 THROTTLES = ("Throttl", "ProvisionedThroughputExceeded")
 
 
@@ -255,10 +256,12 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         while not stop.is_set():
             tm = TaskManager(config)
             _tag(tm.dynamo_db_client, "orchestrator")
-            safety = float(tm.config.get("orchestrator_safety_seconds", 5))
+            # A run as the schedule starts one a minute: it follows the work for up to a minute, then the next
+            # starts (no stream wakes dispatch here when tasks are created: a run that ended sees them next time).
+            ends = time.monotonic() + float(tm.config.get("orchestrator_safety_seconds", 5)) + RUN_SECONDS
 
-            def remaining(safety: float = safety) -> float:
-                return 0.0 if stop.is_set() else safety + 60.0
+            def remaining(ends: float = ends) -> float:
+                return 0.0 if stop.is_set() else max(0.0, ends - time.monotonic())
 
             try:
                 report = Orchestrator(tm).run(remaining, follow=True)
@@ -461,7 +464,7 @@ def main() -> int:
                                     "cap": cap,
                                     "tasks": n,
                                     "prefix": f"hot{number}_",
-                                    "timeout": 60 + n / 3,
+                                    "timeout": RUN_SECONDS + 30 + n / 3,
                                     "direct_url": ddb.endpoint_url,
                                 }
                                 result = _run(shared, spec, limits.endpoint_url)
