@@ -40,6 +40,7 @@ run's error), peak running against the cap.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -52,7 +53,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.common import percentile, say
+from bench.common import checked_out, percentile, say, write_results
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
@@ -424,66 +425,56 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _one(limits: Any, shared: Path, cap: int, emulation: str, number: int) -> dict[str, Any]:
+    """One run: the emulation reset and set on or off, a child on ``shared``, and what both counted."""
+    n = max(cap, round(TASKS_PER_CAP * cap * SCALE))
+    limits.reset()
+    limits.configure(
+        enabled=emulation == "on",
+        hold_seconds=HOLD_SECONDS,
+        write_units=AWS_WRITE_UNITS / LIMIT_FACTOR,
+        read_units=AWS_READ_UNITS / LIMIT_FACTOR,
+        billing={},
+    )
+    spec = {
+        "cap": cap,
+        "tasks": n,
+        "prefix": f"hot{number}_",
+        "timeout": RUN_SECONDS + 30 + n / 3,
+        "direct_url": limits.upstream_url,
+    }
+    result = _run(shared, spec, limits.endpoint_url)
+    result.update(_emulation(limits.stats()), emulation=emulation)
+    return result
+
+
 def main() -> int:
     from bench.ddb_limits import LimitsProxy
     from sosw.local.dynamodb_local import DynamoDBLocal
 
-    write_units, read_units = AWS_WRITE_UNITS / LIMIT_FACTOR, AWS_READ_UNITS / LIMIT_FACTOR
     runs: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="sosw-bench-hot-") as scratch, DynamoDBLocal() as ddb:
-        trees = {"current": ROOT / "shared"}
-        refs = {"current": "the current tree"}
-        baseline_tree = Path(scratch) / "baseline"
-        if "baseline" in DESIGNS:
-            subprocess.run(
-                ["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(baseline_tree), BASELINE],
-                check=True,
-            )
-            trees = {"baseline": baseline_tree / "shared", **trees}
-            refs = {"baseline": BASELINE, **refs}
-        trees = {k: v for k, v in trees.items() if k in DESIGNS}
-        refs = {k: v for k, v in refs.items() if k in DESIGNS}
-        try:
-            with LimitsProxy(ddb.endpoint_url) as limits:
-                number = 0
-                for pair in range(1, PAIRS + 1):
-                    for cap in CAPS:
-                        for design, shared in trees.items():
-                            for emulation in ("off", "on"):
-                                number += 1
-                                n = max(cap, round(TASKS_PER_CAP * cap * SCALE))
-                                limits.reset()
-                                limits.configure(
-                                    enabled=emulation == "on",
-                                    hold_seconds=HOLD_SECONDS,
-                                    write_units=write_units,
-                                    read_units=read_units,
-                                    billing={},
-                                )
-                                spec = {
-                                    "cap": cap,
-                                    "tasks": n,
-                                    "prefix": f"hot{number}_",
-                                    "timeout": RUN_SECONDS + 30 + n / 3,
-                                    "direct_url": ddb.endpoint_url,
-                                }
-                                result = _run(shared, spec, limits.endpoint_url)
-                                result.update(_emulation(limits.stats()), design=design, emulation=emulation, pair=pair)
-                                runs.append(result)
-                                say(
-                                    f"hot pair {pair} cap {cap} {design} emulation {emulation}: "
-                                    f"{result['tasks_per_second']:.1f} tasks/s, "
-                                    f"{result['close_conflicts']}/{result['closes_accepted']} close conflicts, "
-                                    f"close p50/p99 {result['close_p50_ms']:.0f}/{result['close_p99_ms']:.0f} ms, "
-                                    f"{result['reports_raised']} reports raised, {result['not_closed_once']} not "
-                                    f"closed once, {result['throttles']} throttles "
-                                    f"({result['throttles_not_retried']} not retried), peak {result['peak']}"
-                                )
-        finally:
-            if "baseline" in refs:
-                subprocess.run(
-                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline_tree)], check=False
-                )
+    with contextlib.ExitStack() as stack:
+        trees = {"baseline": stack.enter_context(checked_out(BASELINE))} if "baseline" in DESIGNS else {}
+        if "current" in DESIGNS:
+            trees["current"] = ROOT / "shared"
+        ddb = stack.enter_context(DynamoDBLocal())
+        limits = stack.enter_context(LimitsProxy(ddb.endpoint_url))
+        for pair in range(1, PAIRS + 1):
+            for cap in CAPS:
+                for design, shared in trees.items():
+                    for emulation in ("off", "on"):
+                        result = _one(limits, shared, cap, emulation, len(runs) + 1)
+                        result.update(design=design, pair=pair)
+                        runs.append(result)
+                        say(
+                            f"hot pair {pair} cap {cap} {design} emulation {emulation}: "
+                            f"{result['tasks_per_second']:.1f} tasks/s, "
+                            f"{result['close_conflicts']}/{result['closes_accepted']} close conflicts, "
+                            f"close p50/p99 {result['close_p50_ms']:.0f}/{result['close_p99_ms']:.0f} ms, "
+                            f"{result['reports_raised']} reports raised, {result['not_closed_once']} not "
+                            f"closed once, {result['throttles']} throttles "
+                            f"({result['throttles_not_retried']} not retried), peak {result['peak']}"
+                        )
     summary = [
         {
             "design": design,
@@ -502,18 +493,15 @@ def main() -> int:
         "cores": os.cpu_count(),
         "scale": SCALE,
         "limit_factor": LIMIT_FACTOR,
-        "write_units": write_units,
-        "read_units": read_units,
+        "write_units": AWS_WRITE_UNITS / LIMIT_FACTOR,
+        "read_units": AWS_READ_UNITS / LIMIT_FACTOR,
         "hold_seconds": HOLD_SECONDS,
         "redelivery_seconds": REDELIVERY_SECONDS,
-        "designs": refs,
+        "designs": {d: BASELINE if d == "baseline" else "the current tree" for d in trees},
         "summary": summary,
         "runs": runs,
     }
-    (BENCH / "hot_results.json").write_text(json.dumps(results, indent=1) + "\n")
-    markdown = render(results)
-    (BENCH / "hot_results.md").write_text(markdown)
-    say(markdown)
+    write_results("hot", results, render(results))
     return 0
 
 
