@@ -5,10 +5,10 @@ PY := $(VENV)/bin/python
 DDB_DIR := .cache/dynamodb-local
 # sosw 0.7.51 from PyPI in its own virtualenv: make bench runs it, make test compares job chunking with it.
 BENCH_SOSW_VENV := .cache/bench-sosw-venv
-# CI and `make test` run the heavy scenarios at this scale; the README gives the full-scale command.
+# CI and `make test` run the heavy scenarios at this scale; docs/reliability.md gives the full-scale command.
 SCALE ?= ci
 
-.PHONY: test unit lint demo bench synth reliability dynamodb-local clean
+.PHONY: test unit lint demo bench synth reliability dynamodb-local docs clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,9 +72,14 @@ unit: venv
 synth: venv
 	$(PY) app.py
 
+## docs: the documentation site (docs/, Markdown) into docs/_build/html, any static host serves it; strict as in
+## make test (tests/docs/test_docs.py): a warning, a broken link or a reference that no longer matches the code fails
+docs: venv
+	$(VENV)/bin/sphinx-build -W --keep-going -n -q -b html docs docs/_build/html
+
 lint: venv
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .cache cdk.out .pytest_cache .ruff_cache
+	rm -rf $(VENV) .cache cdk.out .pytest_cache .ruff_cache docs/_build

@@ -64,6 +64,101 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "job_schema_variants": None,
 }
 
+#: Keys that a role reads with its own default when the config does not set them. They stay out of
+#: DEFAULT_CONFIG because ``build_config`` merges nested dicts: a user's ``invocation_number_coefficient``
+#: must replace the default mapping whole, not be mixed with it. The roles' defaults must equal these
+#: (tests/docs/test_docs.py reads them from the code).
+ROLE_DEFAULTS: dict[str, Any] = {
+    "orchestrator_max_workers": 16,
+    "orchestrator_safety_seconds": 5,
+    "orchestrator_lease_settle_seconds": 0,
+    "dispatch_poll_seconds": 0.2,
+    "dispatch_poll_max_seconds": 1,
+    "dispatch_wait_seconds": 20,
+    "dispatch_linger_seconds": 60,
+    "invocation_number_coefficient": {0: 0, 1: 0, 2: 0.5, 3: 0.75, 4: 1},
+    "scavenger_safety_seconds": 5,
+    "scheduler_safety_seconds": 10,
+    "sns_config": None,
+}
+
+#: sosw's own keys: a sosw user's ``custom_config`` keeps their meaning here.
+SOSW_KEYS = frozenset(
+    {
+        "dynamo_db_config",
+        "sosw_closed_tasks_table",
+        "sosw_closed_tasks_labourer_status_index",
+        "sosw_retry_tasks_table",
+        "sosw_retry_tasks_greenfield_index",
+        "sosw_tasks_meta_table",
+        "greenfield_invocation_delta",
+        "greenfield_task_step",
+        "labourers",
+        "max_attempts",
+        "max_attempts_<labourer>",
+        "max_simultaneous_invocations",
+        "max_closed_to_analyse_for_duration",
+        "invocation_number_coefficient",
+        "sns_config",
+        "job_schema",
+        "job_schema_variants",
+    }
+)
+
+#: What each key is for, in the order the documentation lists them: its configuration reference
+#: (docs/reference/configuration.md) is generated from this, DEFAULT_CONFIG and ROLE_DEFAULTS, so it can't
+#: drift; a test holds that every key the code reads is here. Nested keys are dotted.
+MEANINGS: dict[str, str] = {
+    "dynamo_db_config.table_name": "open tasks",
+    "dynamo_db_config.index_greenfield": "GSI (labourer_id, greenfield) of the open tasks",
+    "dynamo_db_config.required_fields": "fields a task must hold to pass `is_valid_task` (sosw's)",
+    "dynamo_db_config.field_names": 'rename fields to match an existing schema, e.g. `{"task_id": "id"}`',
+    "sosw_retry_tasks_table": "tasks waiting for a retry, and delayed tasks",
+    "sosw_retry_tasks_greenfield_index": "its index (labourer_id, greenfield): when each falls due",
+    "sosw_closed_tasks_table": "closed tasks: completed, dead, cancelled",
+    "sosw_closed_tasks_labourer_status_index": "its index by labourer and status, with the time",
+    "sosw_tasks_meta_table": "sosw's meta table (this stack writes none; adoptable)",
+    "greenfield_invocation_delta": "added to the invocation time when a task is claimed (one year)",
+    "greenfield_task_step": "distance between queued tasks",
+    "labourers": "`{name: {setting: value}}`: the labourer settings (see below)",
+    "max_attempts": "attempts before a task is dead",
+    "max_attempts_<labourer>": "the same for one labourer (its `max_attempts` setting wins)",
+    "max_simultaneous_invocations": "the default concurrency cap",
+    "max_closed_to_analyse_for_duration": "closed tasks averaged for a labourer's duration",
+    "invocation_number_coefficient": "share of the cap used at each health, 0 to 4 (sosw's)",
+    "sns_config": "sosw's SnsManager setting: `recipient` is the dead-task topic's ARN "
+    "(else `SOSW_DEAD_LETTER_TOPIC_ARN`)",
+    "max_task_item_bytes": "DynamoDB's item limit",
+    "task_item_headroom_bytes": "the part of it a new task keeps free for its result and stats",
+    "max_invoke_payload_bytes": "Lambda's asynchronous Invoke limit",
+    "greenfield_ceiling_margin": "queued greenfields stay this many seconds below now",
+    "greenfield_ceiling_warn_ratio": "a warning is logged past this share of that ceiling",
+    "queue_count_max_pages": "pages read to count a queue; past them the length is estimated from greenfields",
+    "write_retry_attempts": "tries of UnprocessedItems and of transaction conflicts (backoff with full jitter)",
+    "write_retry_base_seconds": "the first backoff",
+    "write_retry_cap_seconds": "the longest backoff",
+    "closed_task_ttl_seconds": "TTL (the `ttl` attribute) of closed tasks; `None` keeps them",
+    "sosw_orchestrator_leases_table": "the Orchestrator's lease and rate window per labourer, the slot counters, "
+    "pending dead-task notifications",
+    "orchestrator_max_workers": "parallel Invoke calls in one run (1 to 64: one pooled connection per thread)",
+    "orchestrator_safety_seconds": "stop starting invocations this long before the Lambda's timeout",
+    "orchestrator_lease_settle_seconds": "pause after a run before another may take the labourer "
+    "(the slot counters make it unneeded)",
+    "dispatch_poll_seconds": "a following run's pause between passes while work moves",
+    "dispatch_poll_max_seconds": "its pause while nothing moves; also how often it reads the retry table's head",
+    "dispatch_wait_seconds": "a run lets a labourer go after this long without progress (reports wake it again)",
+    "dispatch_linger_seconds": "a run waits for a retry or delayed task falling due within this long",
+    "scavenger_safety_seconds": "the Scavenger (and its job tracking) stops this long before its Lambda's timeout",
+    "sosw_jobs_table": "jobs: headers and counter items",
+    "sosw_jobs_index": "its index listing open and ended jobs",
+    "job_counter_shards": "counter items per job (1 to 100), so one job's closes don't queue on one item",
+    "job_event_bus": "EventBridge bus of the jobs' end events",
+    "job_schema": "sosw's Scheduler config: how sosw-format jobs are chunked",
+    "job_schema_variants": "the same, per variant",
+    "scheduler_safety_seconds": "a Scheduler run stops creating tasks this long before its Lambda's timeout",
+}
+
+
 _POSITIVE_INTS = (
     "greenfield_invocation_delta",
     "greenfield_task_step",

@@ -233,11 +233,14 @@ def _codes(exc: ClientError) -> set[str]:
 def retry_delays(
     attempts: int, base: float, cap: float, remaining: Callable[[], float] | None = None
 ) -> Iterator[float]:
-    """The backoff delays of :func:`backoff_delays`, stopped early where one would run into the caller's
-    last ``RETRY_SAFETY_SECONDS`` (``remaining``: the caller's time left, e.g. a Lambda's)."""
-    for delay in backoff_delays(attempts, base, cap):
+    """The backoff delays between tries: ``attempts`` tries in all, or, given the caller's time left
+    (``remaining``, e.g. a Lambda's), as many as fit before its last ``RETRY_SAFETY_SECONDS``."""
+    attempt = 0
+    while remaining is not None or attempt < attempts - 1:
+        delay = random.uniform(0, min(cap, base * 2 ** min(attempt, 30)))
         if remaining is not None and remaining() - delay < RETRY_SAFETY_SECONDS:
             return
+        attempt += 1
         yield delay
 
 
@@ -296,8 +299,9 @@ def transact_write(
     """Run a TransactWriteItems; raise :class:`TransactionCancelled` if a condition failed.
 
     A cancellation that load explains (a concurrent transaction on one of the items, a throttled partition)
-    is tried again with backoff, within ``attempts`` and the caller's ``remaining`` time: nothing was
-    written, and the conditions are evaluated afresh on each try. Past that, the last error is raised.
+    is tried again with backoff (see :func:`retry_delays`: ``attempts`` tries, or while the caller's
+    ``remaining`` time lasts): nothing was written, and the conditions are evaluated afresh on each try.
+    Past that, the last error is raised.
     """
     try:
         call_with_retries(

@@ -163,6 +163,7 @@ class Orchestrator(SoswProcessor):
         labourers = [lab for lab in self.tm.open_run_window() if wanted is None or lab.id in wanted]
         states = {lab.id: _Follow(last_progress=started) for lab in labourers}
         active = list(labourers)
+        failed_in_a_row = 0
         with ThreadPoolExecutor(max_workers=self.max_workers, thread_name_prefix="invoke") as pool:
             try:
                 while active and self._time_left(remaining_seconds) > 0:
@@ -173,9 +174,13 @@ class Orchestrator(SoswProcessor):
                         running = self._running_counts(active)
                     except Exception as exc:  # DynamoDB refused past its retries: this pass is lost, not the run
                         report.failed_passes += 1
+                        failed_in_a_row += 1
+                        if not is_transient(exc) or failed_in_a_row > MAX_REFUSED_PASSES:
+                            raise
                         logger.warning("Reading the slot counters failed: next pass", extra={"error": repr(exc)})
                         time.sleep(self.poll_max_seconds)
                         continue
+                    failed_in_a_row = 0
                     still = []
                     for labourer in active:
                         run = report.labourers.setdefault(labourer.id, LabourerRun(labourer.id))

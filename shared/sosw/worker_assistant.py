@@ -55,7 +55,8 @@ class WorkerAssistant(SoswWorkerAssistant):
             return self._handle(event)
         except Exception as exc:
             if is_transient(exc):
-                labourer_id = event.get("labourer_id") if isinstance(event, Mapping) else None
+                task = event.get("task") if isinstance(event.get("task"), Mapping) else {}
+                labourer_id = event.get("labourer_id") or task.get("labourer_id")
                 put_labourer_metric("reports_raised", 1, str(labourer_id or "unknown"))
             raise
 

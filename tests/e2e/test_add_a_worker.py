@@ -1,6 +1,8 @@
-"""The README's "Add a worker", followed in a copy of the project up to the deploy (which stays out).
+"""docs/howto/add-a-worker.md, followed in a copy of the project up to the deploy (which stays out).
 
-A new worker folder and its cdk.json entry; ``sosw local`` in the background (with a ``-c`` override,
+The page's steps 1 to 3 as the page gives them: its worker's code (with a ``resize`` of the test's own, which
+the page leaves to the reader) and its cdk.json entry, then the commands of step 3. Beside it, a worker of
+the test's own whose log lines and edit are checked; ``sosw local`` in the background (with a ``-c`` override,
 an adopted table, and imported workers, one stubbed); ``sosw --local create``; ``status --output json``
 until it is done; ``show ID --logs`` with the worker's own line; an edit of the worker picked up by the
 next task; then SIGTERM, which stops the stack and its processes and removes the state file.
@@ -10,12 +12,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from textwrap import dedent
 
 import jsonschema
 import pytest
@@ -25,6 +30,9 @@ from sosw import cli
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
+PAGE = ROOT / "docs" / "howto" / "add-a-worker.md"
+#: The page's worker calls ``resize``, the reader's own code: the test's stands in for it.
+RESIZE = 'def resize(key):\n    return f"small/{key}"\n\n\n'
 SCHEMAS = Path(cli.__file__).parent / "console" / "schemas"
 GREETER = """from sosw.worker import Worker
 
@@ -39,19 +47,33 @@ handler = Greeter().handler
 """
 
 
+def page_steps() -> tuple[str, dict, list[str]]:
+    """The page's numbered steps: the worker's code (1), its cdk.json entry (2), the commands of step 3."""
+    steps = re.split(r"^\d\. ", PAGE.read_text(), flags=re.M)[1:]
+    code = dedent(re.search(r"```python\n(.*?)```", steps[0], re.S).group(1))
+    entry = json.loads("{" + dedent(re.search(r"```json\n(.*?)```", steps[1], re.S).group(1)) + "}")
+    commands = re.findall(r"`(sosw [^`]+)`", steps[2])
+    return code, entry, commands
+
+
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    """A copy of the project with a new worker, as the README's steps 1 and 2 add it."""
+    """A copy of the project with the page's worker (steps 1 and 2) and one of the test's own."""
     project = tmp_path / "project"
     project.mkdir()
     for name in ("app.py", "cdk.json", "pyproject.toml"):
         shutil.copy2(ROOT / name, project / name)
     for name in ("infra", "lambdas", "shared"):
         shutil.copytree(ROOT / name, project / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    code, entry, _ = page_steps()
+    ((name, settings),) = entry.items()
+    (project / settings["code"]).mkdir(parents=True)
+    (project / settings["code"] / "app.py").write_text(RESIZE + code)
     (project / "lambdas" / "greeter").mkdir()
     (project / "lambdas" / "greeter" / "app.py").write_text(GREETER)
     cdk = json.loads((project / "cdk.json").read_text())
     sosw = cdk["context"]["sosw"]
+    sosw["workers"][name] = settings
     sosw["workers"]["greeter"] = {
         "code": "lambdas/greeter",
         "timeout": 10,
@@ -107,9 +129,11 @@ def archived(project: Path, labourer: str) -> int:
 
 
 def test_add_a_worker_run_it_locally_see_its_logs_edit_it(project: Path):
-    # Given `sosw local` running the project's own stack in the background
+    # Given `sosw local` running the project's own stack in the background, as step 3 starts it
+    _, _, (start, create, status, show) = page_steps()
+    assert shlex.split(start) == ["sosw", "local", "--speed", "60"]
     local = subprocess.Popen(
-        [sys.executable, "-m", "sosw.cli", "local", "--speed", "60", "-c", "stage=e2e", "--stub", "legacy=completes"],
+        [sys.executable, "-m", "sosw.cli", *shlex.split(start)[1:], "-c", "stage=e2e", "--stub", "legacy=completes"],
         cwd=project,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -125,6 +149,7 @@ def test_add_a_worker_run_it_locally_see_its_logs_edit_it(project: Path):
         assert local.poll() is None, out
         # Then it runs the new worker from its folder, stubs one imported worker and lists the other
         assert "  greeter: runs lambdas/greeter (edits apply at the next invocation)" in banner, out
+        assert "  resize_images: runs lambdas/resize_images (edits apply at the next invocation)" in banner, out
         assert (
             "  legacy: imported (arn:aws:lambda:us-east-1:123456789012:function:legacy), "
             "stood in for by a stub that completes" in banner
@@ -151,6 +176,16 @@ def test_add_a_worker_run_it_locally_see_its_logs_edit_it(project: Path):
         doc = json.loads(sosw(project, "--local", "show", first, "--logs", "--output", "json").stdout)
         jsonschema.validate(doc, json.loads((SCHEMAS / "show.schema.json").read_text()))
         assert [line["message"] for line in doc["attempts"][0]["lines"]] == ["greeting Ada", "Task completed"]
+
+        # When step 3's commands are run: create, status, show --logs
+        resized = sosw(project, *shlex.split(create)[1:]).stdout.strip()
+        wait_for(lambda: archived(project, "resize_images") == 1, 60, "the page's task to complete")
+        header, *rows = sosw(project, *shlex.split(status)[1:]).stdout.splitlines()
+        (row,) = [row.split() for row in rows if row.split()[0] == "resize_images"]
+        assert row[header.split().index("arch")] == "1", rows
+        shown = sosw(project, *shlex.split(show.replace("TASK_ID", resized))[1:]).stdout
+        # Then the page's worker completed the task at its first attempt
+        assert f"task {resized} (resize_images): completed, after 1 attempt" in shown, shown
 
         # When the worker's code is edited, with the stack still running
         source = project / "lambdas" / "greeter" / "app.py"

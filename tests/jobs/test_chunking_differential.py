@@ -570,7 +570,7 @@ REFUSED: list[tuple[str, Any, Any, str, str]] = [
 ]
 
 
-#: Accepted by sosw, refused by us on purpose (README "Jobs"): a chunked attribute given as one value, not a list.
+#: Accepted by sosw, refused by us on purpose (docs/concepts/jobs.md): a chunked attribute given as one value.
 DEVIATIONS: list[tuple[str, Any, Any, str, str]] = [
     ("scalar_value_wrapped", {"lambda_name": F, "sections": "only", "isolate_sections": True}, S3, TODAY, "sections"),
     (

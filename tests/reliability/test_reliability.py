@@ -4,7 +4,7 @@ The races run through the emulation of DynamoDB's limits (``bench.ddb_limits``):
 makes two transactions on one item conflict, DynamoDB does.
 
 Each scenario prints one line of figures (``pytest -s`` shows them) and asserts them. ``SOSW_SCALE=full``
-runs the scale quoted in the README; CI runs the ``ci`` scale.
+runs the scale quoted in docs/reliability.md; CI runs the ``ci`` scale.
 """
 
 from __future__ import annotations

@@ -27,5 +27,5 @@ def test_the_chart_is_a_png_drawn_from_the_results(tmp_path):
     assert (width, height) == (1320, 550)  # two panels, 12 x 5 inches at 110 dpi
 
 
-def test_the_committed_chart_is_there_for_the_readme():
+def test_the_committed_chart_is_there_for_the_benchmarks_page():
     assert (BENCH / "results.png").read_bytes()[:4] == b"\x89PNG"

@@ -1,4 +1,4 @@
-"""The layer's dependency order, held by a test so it can't rot (README "Layout").
+"""The layer's dependency order, held by a test so it can't rot (docs/contributing.md, "Layout").
 
 base modules < sosw.tasks steps (model < context < queue < creation, claims, reports, moves < dead)
 < sosw.jobs (chunking, model < store, events < submit, tracking < api) < managers.task (the facade)

@@ -9,7 +9,7 @@ so memory stays flat however many payloads come out. Line references (``schedule
 Everything sosw would refuse is refused up front by :func:`validate_job`, with an ``InvalidInputError``
 naming the field, before the first payload is produced: a caller never gets half a job.
 
-sosw's quirks are reproduced on purpose (README "Jobs"); one is refused instead (a single value where a
+sosw's quirks are reproduced on purpose (docs/concepts/jobs.md); one is refused instead (a single value where a
 chunked attribute expects a list or a dict, which sosw wraps into a list), and its set-ordering of the singular/plural
 spellings of an attribute, which depends on ``PYTHONHASHSEED``, is replaced by a fixed order.
 """

@@ -48,6 +48,7 @@ from sosw.dynamo import (
     serialize_item,
     transact_write,
 )
+from sosw.errors import UnknownLabourerError
 from sosw.labourer import Labourer
 from sosw.tasks.context import TaskContext
 
@@ -132,7 +133,7 @@ class SlotCounters:
     def _cap_of(self, labourer_id: str) -> int | None:
         try:
             return self.ctx.get_labourer(labourer_id).max_simultaneous_invocations
-        except Exception:  # a labourer the config doesn't list (a seed API caller's object): one shard
+        except UnknownLabourerError:  # a labourer the config doesn't list (a seed API caller's object): one shard
             return None
 
     def shards_of(self, labourer_id: str) -> int:
