@@ -34,7 +34,7 @@ reports raised, tasks not closed exactly once after redelivery, throttles (the e
 of which not retried (those that reached the project's callers: a report or start that raised, an Orchestrator
 run's error), peak running against the cap.
 
-    BENCH_SCALE=0.1 BENCH_HOT_DESIGNS=current .venv/bin/python -m bench.hot   # a quick look (~4 min)
+    BENCH_SCALE=0.1 BENCH_HOT_DESIGNS=current .venv/bin/python -m bench.hot   # a quick look (~8 min, busy machine)
     .venv/bin/python -m bench.hot        # writes bench/hot_results.json and bench/hot_results.md
 """
 
