@@ -8,7 +8,7 @@ BENCH_SOSW_VENV := .cache/bench-sosw-venv
 # CI and `make test` run the heavy scenarios at this scale; docs/reliability.md gives the full-scale command.
 SCALE ?= ci
 
-.PHONY: test unit lint demo bench synth reliability dynamodb-local docs clean
+.PHONY: test unit lint demo bench synth reliability dynamodb-local docs chromium clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,11 +30,18 @@ $(BENCH_SOSW_VENV)/.installed:
 	$(BENCH_SOSW_VENV)/bin/pip install --quiet 'sosw==0.7.51' boto3
 	touch $@
 
+# The console's browser tests drive Debian's chromium through Playwright (never `playwright install`, which
+# downloads a browser build of its own)
+/usr/bin/chromium:
+	apt-get update -qq && apt-get install -y -qq chromium
+
+chromium: /usr/bin/chromium
+
 ## test: lint, then every test (unit on moto, integration on DynamoDB Local started by the tests, the drop-in
 ## differential suite and the chunking of jobs against sosw 0.7.51, from PyPI in its own virtualenv)
-test: venv dynamodb-local $(BENCH_SOSW_VENV)/.installed
+test: venv dynamodb-local $(BENCH_SOSW_VENV)/.installed chromium
 	$(VENV)/bin/ruff check .
-	SOSW_SCALE=$(SCALE) SOSW_REQUIRE_DIFFERENTIAL=1 $(PY) -m pytest
+	SOSW_SCALE=$(SCALE) SOSW_REQUIRE_DIFFERENTIAL=1 SOSW_REQUIRE_BROWSER=1 $(PY) -m pytest
 
 ## demo: the whole stack on this machine (DynamoDB Local, moto's server, the local Lambda endpoint)
 demo: venv
@@ -62,6 +69,7 @@ bench: venv dynamodb-local $(BENCH_SOSW_VENV)/.installed $(VENV)/.bench-installe
 	case ",$${BENCH_WORKLOADS:-idle}," in *,idle,*) $(PY) -m bench.idle;; esac
 	case ",$${BENCH_WORKLOADS:-jobs}," in *,jobs,*) $(PY) -m bench.jobs;; esac
 	case ",$${BENCH_WORKLOADS:-hot}," in *,hot,*) $(PY) -m bench.hot;; esac
+	case ",$${BENCH_WORKLOADS:-console}," in *,console,*) $(PY) -m bench.console;; esac
 
 ## unit: the fast tests only (moto), no Java needed
 unit: venv

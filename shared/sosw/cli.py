@@ -77,6 +77,7 @@ def _parser() -> argparse.ArgumentParser:
             add_output_option(cmd)
 
     _job_parser(sub)
+    _console_parser(sub)
 
     local = sub.add_parser(
         "local", help="run this folder's stack (cdk.json) on this machine, its schedules included, until Ctrl-C"
@@ -93,6 +94,10 @@ def _parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="a context value, as `cdk -c` takes it (e.g. -c stage=test)",
     )
+    local.add_argument(
+        "--console-port", type=int, default=0, help="serve the console on this loopback port (default: a free one)"
+    )
+    local.add_argument("--no-console", action="store_true", help="don't serve the console beside the stack")
     local.add_argument(
         "--stub",
         action="append",
@@ -129,6 +134,30 @@ def _job_parser(sub: Any) -> None:
     listing = commands.add_parser("list", help="jobs, newest first")
     listing.add_argument("--limit", type=int, default=20)
     add_output_option(listing)
+
+
+def _console_parser(sub: Any) -> None:
+    console = sub.add_parser(
+        "console", help="the web console: every queue, job and dead task in a browser (prints its URL)"
+    )
+    console.add_argument("--host", default="127.0.0.1", help="listen on this address (default: loopback only)")
+    console.add_argument("--port", type=int, default=8765)
+    console.add_argument("--read-only", action="store_true", help="refuse every action (cancel, redrive, ...)")
+    console.add_argument(
+        "--allow-remote", action="store_true", help="allow a --host beyond loopback (plain HTTP: a warning is printed)"
+    )
+    console.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="also answer requests addressed to this host name (the Host header)",
+    )
+    console.add_argument("--refresh", type=int, default=5, help="seconds between refreshes of the numbers")
+    console.add_argument("--log-group", help="task logs on AWS: query this log group (default: the worker's own)")
+    console.add_argument(
+        "--metrics-namespace", help="the stack's CloudWatch namespace (its metrics_namespace context; default sosw)"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -242,6 +271,7 @@ def _run(args: argparse.Namespace) -> int:
         "dead": _dead,
         "redrive": _redrive,
         "job": _job,
+        "console": _console,
     }[args.command](tm, args)
 
 
@@ -394,6 +424,59 @@ def _redrive(tm: Any, args: argparse.Namespace) -> int:
     moved = sum(tm.redrive_task(task) for task in tasks)
     print(f"redrove {moved} of {len(tasks)} dead task(s)")
     return 0 if moved == len(tasks) else 1
+
+
+def _console(tm: Any, args: argparse.Namespace) -> int:
+    """Serve the console until Ctrl-C, with the same configuration and credentials as every other command."""
+    try:
+        from sosw.console.web.server import ConsoleServer
+    except ImportError as exc:
+        raise CliError(
+            f"the console needs its extra: pip install 'sosw-stack[console]' ({exc.name} is missing)", 2
+        ) from exc
+    from sosw.console.logs import CloudWatchLogs, LocalLogs
+
+    if args.refresh < 1:
+        raise CliError("--refresh: expected a number of seconds >= 1", 2)
+    log_dir = getattr(args, "local_state", {}).get("log_dir") if args.local else None
+    source: Any = LocalLogs(log_dir) if log_dir else None if args.local else CloudWatchLogs(log_group=args.log_group)
+    where = (
+        "local stack"
+        if args.local
+        else f"config {args.config}"
+        if args.config
+        else f"config parameter {args.config_parameter}"
+    )
+    server = ConsoleServer(
+        tm,
+        host=args.host,
+        port=args.port,
+        read_only=args.read_only,
+        allow_remote=args.allow_remote,
+        allow_hosts=args.allow_host,
+        log_source=source,
+        where=where,
+        refresh_seconds=args.refresh,
+        metrics_namespace=args.metrics_namespace,
+    )
+    with server:
+        server.announce()
+        print("Ctrl-C stops.", flush=True)
+        server.wait()
+    return 0
+
+
+def _local_console(stack: Any, port: int) -> Any:
+    """The console beside the local stack, when its extra is installed (one line says so when it is not)."""
+    try:
+        from sosw.console.web.server import ConsoleServer
+    except ImportError:
+        print("console: not served (pip install 'sosw-stack[console]' adds it)", flush=True)
+        return None
+    from sosw.console.logs import LocalLogs
+
+    server = ConsoleServer(stack.task_manager(), port=port, log_source=LocalLogs(stack.log_dir), where="local stack")
+    return server.start()
 
 
 def _pairs(values: list[str], option: str) -> dict[str, str]:
@@ -631,13 +714,19 @@ def _local(args: argparse.Namespace) -> int:
             STATE_FILE.parent.mkdir(parents=True, exist_ok=True)
             state = {"pid": os.getpid(), "config": stack.config, "env": env, "log_dir": str(stack.log_dir)}
             STATE_FILE.write_text(json.dumps(state, indent=2))
-            print("\n".join(_describe(stack, tick)), flush=True)
+            console = None if args.no_console else _local_console(stack, args.console_port)
+            lines = _describe(stack, tick)
+            if console is not None:
+                lines.insert(-1, f"console: {console.url}")
+            print("\n".join(lines), flush=True)
             try:
                 while True:
                     stack.schedule_tick()
                     time.sleep(tick)
             finally:
                 STATE_FILE.unlink(missing_ok=True)
+                if console is not None:
+                    console.stop()
     except _Terminated:
         print("local stack stopped (SIGTERM)", flush=True)
         return 128 + signal.SIGTERM

@@ -56,7 +56,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "sosw_jobs_index": "sosw_jobs_by_list",
     # Counter items per job: closes spread over them, so one job closing 1,000 tasks a second writes each
     # item about 1000/N times a second (DynamoDB serialises writes to one item). At most 100 (one BatchGetItem).
-    "job_counter_shards": 32,
+    "job_counter_shards": 64,
     # EventBridge bus of the "Job Finished" / "Job Failed" / "Job Cancelled" events (source "sosw").
     "job_event_bus": "default",
     # sosw's Scheduler config for sosw-format jobs: one schema ({"chunkable_attrs": [...]}) and/or variants.

@@ -67,6 +67,25 @@ class LeaseStore:
             labourer_id, owner, row["lease_until"], row.get("window_start", 0), int(row.get("window_count", 0))
         )
 
+    def peek(self, labourer_id: str) -> Lease | None:
+        """The labourer's lease row as stored (its rate-limit window), without taking it; None if it has none.
+
+        For those who explain dispatch (the console): the holder's view is the one that counts.
+        """
+        response = self.client.get_item(
+            TableName=self.table, Key=serialize_item({"labourer_id": labourer_id}), ConsistentRead=True
+        )
+        if "Item" not in response:
+            return None
+        row = deserialize_item(response["Item"])
+        return Lease(
+            labourer_id,
+            str(row.get("owner", "")),
+            float(row.get("lease_until", 0)),
+            row.get("window_start", 0),
+            int(row.get("window_count", 0)),
+        )
+
     def record_invocations(self, lease: Lease, count: int, now: float) -> Lease:
         """Add ``count`` invocations to the current minute's window (starting a new window if it passed).
 

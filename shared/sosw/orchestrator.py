@@ -21,6 +21,7 @@ from aws_lambda_powertools import Logger
 from botocore.exceptions import ClientError
 
 from sosw import aws
+from sosw.capacity import free_slots
 from sosw.dynamo import error_code, is_transient
 from sosw.errors import ConfigError, InvokeError
 from sosw.labourer import Labourer
@@ -312,11 +313,9 @@ class Orchestrator(SoswProcessor):
             state.last_progress = self._monotonic()  # slots freed since the last pass
         state.running = run.running = running
         self._requeue_due(labourer, state, now)
-        cap = math.floor(labourer.max_simultaneous_invocations * self.coefficients[state.health])
-        desired = max(0, cap - running)
         allowed = state.lease.invocations_left(labourer.max_invocations_per_minute, now)
-        if allowed is not None:
-            desired = min(desired, allowed)
+        slots = free_slots(labourer.max_simultaneous_invocations, self.coefficients[state.health], running, allowed)
+        cap, desired = slots.cap, slots.desired
         run.desired = max(run.desired, desired)
         if desired > 0 and state.queued:
             state.queue_read = now

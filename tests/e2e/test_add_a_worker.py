@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 from textwrap import dedent
 
@@ -158,6 +159,12 @@ def test_add_a_worker_run_it_locally_see_its_logs_edit_it(project: Path):
             "  archive: imported (arn:aws:lambda:us-east-1:123456789012:function:archive): can't run locally; "
             "--stub archive=completes|fails|sleeps:S stands one in" in banner
         ), out
+        # and serves the console beside it, on loopback, at the URL it printed (its token signs the browser in)
+        console = next(line.removeprefix("console: ") for line in banner if line.startswith("console: "))
+        assert console.startswith("http://127.0.0.1:") and "/?token=" in console, out
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())
+        with opener.open(console, timeout=30) as page:
+            assert "token" not in page.url and 'data-labourer="greeter"' in page.read().decode()
         state = json.loads((project / ".cache" / "sosw-local.json").read_text())
         assert state["config"]["dynamo_db_config"]["table_name"] == "e2e_sosw_tasks"  # -c stage=e2e
         processes = children(local.pid)

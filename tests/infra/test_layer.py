@@ -49,6 +49,16 @@ def test_the_layer_ships_only_what_lambda_runs(real_build):
     assert {"managers/task.py", "tasks/queue.py", "orchestrator.py", "worker_assistant.py"} <= shipped
 
 
+def test_the_console_and_its_dependencies_stay_out_of_the_layer(real_build):
+    # Given the console's extra (Starlette, Jinja2, uvicorn, python-multipart) and its static files
+    python = real_build.path / "python"
+    names = {p.name.lower() for p in python.iterdir()}
+    # Then none of them is in the layer, nor asked of pip for it
+    assert not [n for n in names if n.startswith(("starlette", "jinja2", "uvicorn", "multipart", "python_multipart"))]
+    assert not list(python.rglob("htmx*")) and not list(python.rglob("*.html"))
+    assert not [r for r in layer_requirements() if r.lower().startswith(("starlette", "jinja2", "uvicorn"))]
+
+
 def test_editing_the_cli_or_the_local_stack_does_not_rebuild_the_layer(tmp_path):
     package = tmp_path / "sosw"
     shutil.copytree(PACKAGE, package, ignore=shutil.ignore_patterns("__pycache__"))

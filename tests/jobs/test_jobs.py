@@ -80,7 +80,7 @@ def test_a_job_becomes_tasks_with_derived_ids_that_carry_the_job(manager, config
     # And each task's id comes from the job and its index, and carries the job and its counter shard
     assert sorted(tasks) == [f"nightly.{i}" for i in range(5)]
     assert {json.loads(t["payload"])["n"] for t in tasks.values()} == set(range(5))
-    assert all(t["job_id"] == "nightly" and t["job_shard"] == int(k.split(".")[1]) % 32 for k, t in tasks.items())
+    assert all(t["job_id"] == "nightly" and t["job_shard"] == int(k.split(".")[1]) % 64 for k, t in tasks.items())
     # And the queue order is the job's order
     queued = manager.get_next_for_labourer(alpha(manager), cnt=5, only_ids=True)
     assert queued == [f"nightly.{i}" for i in range(5)]
@@ -360,8 +360,8 @@ def test_counter_writes_per_item_at_1000_closes_a_second_stay_far_below_dynamodb
         for item in manager._ctx.close_items(row, "completed"):
             writes[item["Update"]["Key"]["job_id"]["S"]] += 1
     per_item = max(writes.values())
-    assert len(writes) == shards == 32 and per_item == 32
-    assert per_item * 2 <= 1000 / 10  # 64 write units a second on the hottest item: under a tenth of the limit
+    assert len(writes) == shards == 64 and per_item == 16
+    assert per_item * 2 <= 1000 / 10  # 32 write units a second on the hottest item: under a tenth of the limit
     assert 1000 * 2 > 1000  # what a single counter item would need: over the limit
 
 

@@ -22,6 +22,7 @@ PACKAGE = ROOT / "shared" / "sosw"
 BASE = {
     "sosw",
     "sosw.aws",
+    "sosw.capacity",
     "sosw.clock",
     "sosw.config",
     "sosw.dynamo",

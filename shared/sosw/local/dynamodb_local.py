@@ -17,6 +17,8 @@ from types import TracebackType
 import boto3
 from botocore.config import Config
 
+#: The only origin DynamoDB Local answers cross-origin requests from: a reserved name (RFC 2606) no page has.
+CORS_ORIGIN = "http://sosw-local.invalid"
 DEFAULT_DIR = Path(__file__).resolve().parents[3] / ".cache" / "dynamodb-local" / "emulator"
 
 
@@ -50,6 +52,12 @@ class DynamoDBLocal:
             "-inMemory",
             "-port",
             str(self.port),
+            # It would report usage over the internet: nothing here calls the internet at run time.
+            "-disableTelemetry",
+            # Its default, "*", lets any web page the browser shows call it: no page needs to (the console
+            # reads it from its server), so only an origin that can't exist is allowed.
+            "-cors",
+            CORS_ORIGIN,
         ]
         self._process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         client = boto3.client(

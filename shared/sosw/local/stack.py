@@ -13,6 +13,7 @@ Child processes find every service through the standard ``AWS_ENDPOINT_URL_<SERV
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ from botocore.config import Config
 from sosw import aws
 from sosw.labourer import function_name
 from sosw.local.dynamodb_local import DynamoDBLocal, free_port
+from sosw.local.emf import EmfForwarder
 from sosw.local.lambda_server import FunctionSpec, LocalLambda, stage_code
 from sosw.local.moto_dynamodb import SerialMotoServer
 from sosw.local.streams import StreamMapping, StreamPoller
@@ -160,6 +162,8 @@ class LocalStack:
         self._run_client: Any = None
         self.topic_arn: str | None = None
         self.stream_pollers: list[StreamPoller] = []
+        #: The functions' EMF metrics, put on the local CloudWatch (moto's) as CloudWatch would extract them.
+        self.metrics: EmfForwarder | None = None
         #: Function name -> the code folder it runs from, watched for changes (``from_template(project_dir=)``).
         self.sources: dict[str, str] = {}
         #: Imported labourers stood in for by a stub, and its behaviour.
@@ -286,6 +290,9 @@ class LocalStack:
             "AWS_ENDPOINT_URL_S3": moto_url,
         }
         self._set_env(env)
+        # The functions publish their metrics as a deployed Lambda does (EMF lines, which emf.py forwards to the
+        # local CloudWatch), whatever the caller's environment says.
+        env = {**env, "POWERTOOLS_METRICS_DISABLED": "false"}
         client = aws.dynamodb_client()
         for table in self.tables():
             client.create_table(**table)
@@ -338,6 +345,7 @@ class LocalStack:
         self._record_job_events(sqs)
         boto3.client("s3").create_bucket(Bucket=JOBS_BUCKET)
         self.lambda_ = LocalLambda(functions, port=lambda_port, log_dir=self.log_dir).start()
+        self.metrics = EmfForwarder(self.log_dir, aws.cloudwatch_client()).start()
         self.stream_pollers = [StreamPoller(m, self._dynamodb_endpoint).start() for m in self.spec.streams]
 
     def tables(self) -> list[dict[str, Any]]:
@@ -378,6 +386,10 @@ class LocalStack:
         if self.lambda_:
             self.lambda_.stop()
             self.lambda_ = None
+        if self.metrics is not None:
+            with contextlib.suppress(Exception):  # a figure lost at the stop costs a chart point only
+                self.metrics.stop()
+            self.metrics = None
         if self._code_root is not None:
             shutil.rmtree(self._code_root, ignore_errors=True)
             self._code_root = None

@@ -114,6 +114,13 @@ class EcologyManager:
                 return level
         return 0
 
+    def metric_value(self, labourer: Labourer, name: str, metric: Mapping[str, Any]) -> float | None:
+        """The health metric's current value as :meth:`get_labourer_status` compares it (None: no datapoints).
+
+        Cached for the run, as the health is: the console shows each value beside its thresholds.
+        """
+        return self._metric_value(labourer, name, metric)
+
     def _metric_value(self, labourer: Labourer, name: str, metric: Mapping[str, Any]) -> float | None:
         details = metric.get("details")
         if not isinstance(details, Mapping):

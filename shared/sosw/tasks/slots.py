@@ -19,7 +19,7 @@ Running = ``running`` - sum(``freed``). A claim is conditional on ``running + n 
 the shards read before (strongly consistent): ``freed`` only grows, so an F read earlier is at most the true
 sum, and the condition only gets stricter. The cap holds with any number of claimers, whatever they read.
 
-The shard count follows the cap, ``min(cap, SHARDS_MAX)``: the odds that two closes meet on a shard go with
+The shard count follows the cap, ``min(cap, SHARDS_MAX)`` (99): the odds that two closes meet on a shard go with
 (closes a second per shard) x (a transaction's time), and closes a second go with the cap. Closes compute
 their shard from the cap they know; every claim records the largest count it used on the ``#slots`` item
 (``shards``), and readers read ``max(their own, recorded)``, so a shard that a close may write is never
@@ -69,7 +69,7 @@ COUNTER_ATTRIBUTE = "running"
 FREED_ATTRIBUTE = "freed"
 SHARDS_ATTRIBUTE = "shards"
 #: With the ``#slots`` item, one BatchGetItem (100 keys) reads a labourer's counts.
-SHARDS_MAX = 64
+SHARDS_MAX = 99
 
 logger = Logger(child=True)
 
