@@ -58,7 +58,7 @@ from bench.common import checked_out, percentile, say, write_results
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 #: The commit before the slot counter redesign (issue 19).
-BASELINE = os.environ.get("BENCH_HOT_BASELINE", "81978e5")
+BASELINE = os.environ.get("BENCH_HOT_BASELINE", "47719b1")
 DESIGNS = [d for d in os.environ.get("BENCH_HOT_DESIGNS", "baseline,current").split(",") if d]
 CAPS = [int(c) for c in os.environ.get("BENCH_HOT_CAPS", "20,50,100,200").split(",")]
 PAIRS = int(os.environ.get("BENCH_HOT_PAIRS", "3"))
