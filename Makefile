@@ -57,7 +57,7 @@ reliability: venv dynamodb-local
 ## bench/results.md and bench/results.png; then an idle run before and after continuous dispatch
 ## (bench/idle_results.md, 2 min, needs the git history), the job figures (bench/jobs_results.md, 5 min) and the
 ## hot labourer through the emulation of DynamoDB's limits, before and after the slot counter redesign
-## (bench/hot_results.md, about 30 min, needs the git history).
+## (bench/hot_results.md, about 50 min by an estimate from BENCH_SCALE=0.2 (13 min), needs the git history).
 ## BENCH_SCALE=0.1 for a quick run; BENCH_WORKLOADS=drain (or jobs, lifecycle, ...) for some parts (bench/README.md)
 # matplotlib, for the chart (bench/results.png): only in the `bench` extras
 $(VENV)/.bench-installed: pyproject.toml $(VENV)/.installed

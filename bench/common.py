@@ -7,18 +7,22 @@ package (also named ``sosw``) is not installed. Each stack is driven through the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import multiprocessing
 import os
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any, Protocol
 
 import boto3
@@ -49,6 +53,27 @@ REPORT_PROCESSES = 4
 
 def say(message: str) -> None:
     print(message, flush=True)
+
+
+@contextlib.contextmanager
+def checked_out(ref: str) -> Iterator[Path]:
+    """The ``shared/`` folder of commit ``ref``, from a temporary git worktree (removed after): a design to compare."""
+    root = Path(__file__).resolve().parents[1]
+    with tempfile.TemporaryDirectory(prefix="sosw-bench-baseline-") as scratch:
+        tree = Path(scratch) / "tree"
+        subprocess.run(["git", "-C", str(root), "worktree", "add", "--detach", "--quiet", str(tree), ref], check=True)
+        try:
+            yield tree / "shared"
+        finally:
+            subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(tree)], check=False)
+
+
+def write_results(name: str, results: dict[str, Any], markdown: str) -> None:
+    """``bench/<name>_results.json`` and ``.md``, and the table printed."""
+    bench = Path(__file__).resolve().parent
+    (bench / f"{name}_results.json").write_text(json.dumps(results, indent=1) + "\n")
+    (bench / f"{name}_results.md").write_text(markdown)
+    say(markdown)
 
 
 def percentile(values: Iterable[float], q: float) -> float | None:

@@ -7,7 +7,7 @@ classes, as a busy user would drive them:
 
 - the Orchestrator following the work (``Orchestrator(tm).run(remaining, follow=True)``, one run after the
   other, in a thread), invoking through a loopback Lambda endpoint that accepts an Invoke after 20 ms
-  (``tests/reliability/harness.py``'s ``SimulatedWorkers``);
+  (``SimulatedWorkers`` of ``tests/reliability/workers.py``);
 - each delivery runs the project's ``Worker`` class (``sosw.worker``): its start guard, 1 s of work, its
   completion report with its copy of the task, both through the ``WorkerAssistant`` (called in process: a
   stand-in Lambda client). A report that raises is delivered again after ``REDELIVERY_SECONDS``, at most twice,
@@ -34,12 +34,13 @@ reports raised, tasks not closed exactly once after redelivery, throttles (the e
 of which not retried (those that reached the project's callers: a report or start that raised, an Orchestrator
 run's error), peak running against the cap.
 
-    BENCH_SCALE=0.1 BENCH_HOT_DESIGNS=current .venv/bin/python -m bench.hot   # a quick look (~4 min)
+    BENCH_SCALE=0.1 BENCH_HOT_DESIGNS=current .venv/bin/python -m bench.hot   # a quick look (~8 min, busy machine)
     .venv/bin/python -m bench.hot        # writes bench/hot_results.json and bench/hot_results.md
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
@@ -52,12 +53,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from bench.common import percentile, say
+from bench.common import checked_out, percentile, say, write_results
 
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 #: The commit before the slot counter redesign (issue 19).
-BASELINE = os.environ.get("BENCH_HOT_BASELINE", "81978e5")
+BASELINE = os.environ.get("BENCH_HOT_BASELINE", "47719b1")
 DESIGNS = [d for d in os.environ.get("BENCH_HOT_DESIGNS", "baseline,current").split(",") if d]
 CAPS = [int(c) for c in os.environ.get("BENCH_HOT_CAPS", "20,50,100,200").split(",")]
 PAIRS = int(os.environ.get("BENCH_HOT_PAIRS", "3"))
@@ -72,6 +73,7 @@ AWS_WRITE_UNITS, AWS_READ_UNITS = 1000, 3000
 REDELIVERY_SECONDS = 5.0
 REDELIVERIES = 2
 LABOURER = "hot"
+RUN_SECONDS = 60.0  # the Orchestrator's schedule
 THROTTLES = ("Throttl", "ProvisionedThroughputExceeded")
 
 
@@ -181,23 +183,26 @@ def _tag(client: Any, caller: str) -> None:
     client.meta.events.register("before-send.dynamodb", before_send)
 
 
-def _table_counts(config: dict[str, Any], direct_url: str) -> tuple[Counter[str], Counter[str]]:
-    """How many times each task id is in the tasks and retry tables, and in the closed table (read directly)."""
+def _table_counts(config: dict[str, Any], direct_url: str) -> tuple[Counter[str], Counter[str], list[dict[str, Any]]]:
+    """How many times each task id is in the tasks and retry tables, and in the closed table (read directly, not
+    through the emulation); and a few of the tasks left open, as they are, to say why."""
     import boto3
 
+    from sosw.dynamo import deserialize_item
     from sosw.schema import table_schemas
 
     client = boto3.client("dynamodb", endpoint_url=direct_url)
     open_, closed = Counter[str](), Counter[str]()
+    left: list[dict[str, Any]] = []
     for role, schema in table_schemas(config).items():
         if role not in ("tasks", "retry", "closed"):
             continue
         target = closed if role == "closed" else open_
-        for page in client.get_paginator("scan").paginate(
-            TableName=schema.name, ConsistentRead=True, ProjectionExpression="task_id"
-        ):
+        for page in client.get_paginator("scan").paginate(TableName=schema.name, ConsistentRead=True):
             target.update(item["task_id"]["S"] for item in page["Items"])
-    return open_, closed
+            if role != "closed":
+                left += [{"table": role, **deserialize_item(i)} for i in page["Items"][: 5 - len(left)]]
+    return open_, closed, left
 
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
@@ -209,7 +214,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     from sosw.orchestrator import Orchestrator
     from sosw.worker import Worker
     from sosw.worker_assistant import WorkerAssistant
-    from tests.reliability.harness import SimulatedWorkers
+    from tests.reliability.workers import SimulatedWorkers
 
     cap, n = spec["cap"], spec["tasks"]
     labourer = {"max_simultaneous_invocations": cap, "duration": 600, "cooldown": 300, "max_duration": 600}
@@ -252,10 +257,12 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         while not stop.is_set():
             tm = TaskManager(config)
             _tag(tm.dynamo_db_client, "orchestrator")
-            safety = float(tm.config.get("orchestrator_safety_seconds", 5))
+            # A run as the schedule starts one a minute: it follows the work for up to a minute, then the next
+            # starts (no stream wakes dispatch here when tasks are created: a run that ended sees them next time).
+            ends = time.monotonic() + float(tm.config.get("orchestrator_safety_seconds", 5)) + RUN_SECONDS
 
-            def remaining(safety: float = safety) -> float:
-                return 0.0 if stop.is_set() else safety + 60.0
+            def remaining(ends: float = ends) -> float:
+                return 0.0 if stop.is_set() else max(0.0, ends - time.monotonic())
 
             try:
                 report = Orchestrator(tm).run(remaining, follow=True)
@@ -290,7 +297,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
     for timer in list(figures.pending):
         timer.join(REDELIVERY_SECONDS * (REDELIVERIES + 1) + 30)
     workers.close()
-    open_, closed = _table_counts(config, spec["direct_url"])
+    open_, closed, left_open = _table_counts(config, spec["direct_url"])
     ids = set(open_) | set(closed)
     elapsed = (figures.last_close or time.monotonic()) - started
     accepted = figures.outcomes["mark_task_as_completed:accepted"]
@@ -312,6 +319,7 @@ def child(spec: dict[str, Any]) -> dict[str, Any]:
         "not_closed_once": sum(1 for t in ids if closed[t] != 1 or open_[t]) + max(0, n - len(ids)),
         "peak": workers.peaks[LABOURER],
         "invocations": len(workers.invocations),
+        "left_open": json.loads(json.dumps(left_open, default=str)),
         "orchestrator_errors": errors[:20],
         "orchestrator_error_count": len(errors),
         "throttles_not_retried": figures.throttles_raised + throttle_errors,
@@ -417,65 +425,56 @@ def render(results: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _one(limits: Any, shared: Path, cap: int, emulation: str, number: int) -> dict[str, Any]:
+    """One run: the emulation reset and set on or off, a child on ``shared``, and what both counted."""
+    n = max(cap, round(TASKS_PER_CAP * cap * SCALE))
+    limits.reset()
+    limits.configure(
+        enabled=emulation == "on",
+        hold_seconds=HOLD_SECONDS,
+        write_units=AWS_WRITE_UNITS / LIMIT_FACTOR,
+        read_units=AWS_READ_UNITS / LIMIT_FACTOR,
+        billing={},
+    )
+    spec = {
+        "cap": cap,
+        "tasks": n,
+        "prefix": f"hot{number}_",
+        "timeout": RUN_SECONDS + 30 + n / 3,
+        "direct_url": limits.upstream_url,
+    }
+    result = _run(shared, spec, limits.endpoint_url)
+    result.update(_emulation(limits.stats()), emulation=emulation)
+    return result
+
+
 def main() -> int:
     from bench.ddb_limits import LimitsProxy
     from sosw.local.dynamodb_local import DynamoDBLocal
 
-    write_units, read_units = AWS_WRITE_UNITS / LIMIT_FACTOR, AWS_READ_UNITS / LIMIT_FACTOR
     runs: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="sosw-bench-hot-") as scratch, DynamoDBLocal() as ddb:
-        trees = {"current": ROOT / "shared"}
-        refs = {"current": "the current tree"}
-        baseline_tree = Path(scratch) / "baseline"
-        if "baseline" in DESIGNS:
-            subprocess.run(
-                ["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(baseline_tree), BASELINE],
-                check=True,
-            )
-            trees = {"baseline": baseline_tree / "shared", **trees}
-            refs = {"baseline": BASELINE, **refs}
-        trees = {k: v for k, v in trees.items() if k in DESIGNS}
-        try:
-            with LimitsProxy(ddb.endpoint_url) as limits:
-                number = 0
-                for pair in range(1, PAIRS + 1):
-                    for cap in CAPS:
-                        for design, shared in trees.items():
-                            for emulation in ("off", "on"):
-                                number += 1
-                                n = max(cap, round(TASKS_PER_CAP * cap * SCALE))
-                                limits.reset()
-                                limits.configure(
-                                    enabled=emulation == "on",
-                                    hold_seconds=HOLD_SECONDS,
-                                    write_units=write_units,
-                                    read_units=read_units,
-                                    billing={},
-                                )
-                                spec = {
-                                    "cap": cap,
-                                    "tasks": n,
-                                    "prefix": f"hot{number}_",
-                                    "timeout": 60 + n / 3,
-                                    "direct_url": ddb.endpoint_url,
-                                }
-                                result = _run(shared, spec, limits.endpoint_url)
-                                result.update(_emulation(limits.stats()), design=design, emulation=emulation, pair=pair)
-                                runs.append(result)
-                                say(
-                                    f"hot pair {pair} cap {cap} {design} emulation {emulation}: "
-                                    f"{result['tasks_per_second']:.1f} tasks/s, "
-                                    f"{result['close_conflicts']}/{result['closes_accepted']} close conflicts, "
-                                    f"close p50/p99 {result['close_p50_ms']:.0f}/{result['close_p99_ms']:.0f} ms, "
-                                    f"{result['reports_raised']} reports raised, {result['not_closed_once']} not "
-                                    f"closed once, {result['throttles']} throttles "
-                                    f"({result['throttles_not_retried']} not retried), peak {result['peak']}"
-                                )
-        finally:
-            if "baseline" in refs:
-                subprocess.run(
-                    ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline_tree)], check=False
-                )
+    with contextlib.ExitStack() as stack:
+        trees = {"baseline": stack.enter_context(checked_out(BASELINE))} if "baseline" in DESIGNS else {}
+        if "current" in DESIGNS:
+            trees["current"] = ROOT / "shared"
+        ddb = stack.enter_context(DynamoDBLocal())
+        limits = stack.enter_context(LimitsProxy(ddb.endpoint_url))
+        for pair in range(1, PAIRS + 1):
+            for cap in CAPS:
+                for design, shared in trees.items():
+                    for emulation in ("off", "on"):
+                        result = _one(limits, shared, cap, emulation, len(runs) + 1)
+                        result.update(design=design, pair=pair)
+                        runs.append(result)
+                        say(
+                            f"hot pair {pair} cap {cap} {design} emulation {emulation}: "
+                            f"{result['tasks_per_second']:.1f} tasks/s, "
+                            f"{result['close_conflicts']}/{result['closes_accepted']} close conflicts, "
+                            f"close p50/p99 {result['close_p50_ms']:.0f}/{result['close_p99_ms']:.0f} ms, "
+                            f"{result['reports_raised']} reports raised, {result['not_closed_once']} not "
+                            f"closed once, {result['throttles']} throttles "
+                            f"({result['throttles_not_retried']} not retried), peak {result['peak']}"
+                        )
     summary = [
         {
             "design": design,
@@ -494,18 +493,15 @@ def main() -> int:
         "cores": os.cpu_count(),
         "scale": SCALE,
         "limit_factor": LIMIT_FACTOR,
-        "write_units": write_units,
-        "read_units": read_units,
+        "write_units": AWS_WRITE_UNITS / LIMIT_FACTOR,
+        "read_units": AWS_READ_UNITS / LIMIT_FACTOR,
         "hold_seconds": HOLD_SECONDS,
         "redelivery_seconds": REDELIVERY_SECONDS,
-        "designs": refs,
+        "designs": {d: BASELINE if d == "baseline" else "the current tree" for d in trees},
         "summary": summary,
         "runs": runs,
     }
-    (BENCH / "hot_results.json").write_text(json.dumps(results, indent=1) + "\n")
-    markdown = render(results)
-    (BENCH / "hot_results.md").write_text(markdown)
-    say(markdown)
+    write_results("hot", results, render(results))
     return 0
 
 

@@ -33,7 +33,7 @@ from typing import Any
 
 import boto3
 
-from bench.common import say
+from bench.common import checked_out, say, write_results
 from sosw.local.dynamodb_local import DynamoDBLocal
 from sosw.local.tables import create_tables, prefixed_config
 
@@ -139,34 +139,26 @@ def render(results: dict[str, Any]) -> str:
 
 def main() -> int:
     labourers = {f"idle_{i}": {"arn": ARN.format(i), "max_simultaneous_invocations": 10} for i in range(LABOURERS)}
-    with tempfile.TemporaryDirectory(prefix="sosw-bench-idle-") as scratch, DynamoDBLocal() as ddb:
-        baseline_tree = Path(scratch) / "baseline"
-        subprocess.run(
-            ["git", "-C", str(ROOT), "worktree", "add", "--detach", "--quiet", str(baseline_tree), BASELINE],
-            check=True,
+    with checked_out(BASELINE) as baseline_shared, DynamoDBLocal() as ddb:
+        client = boto3.client(
+            "dynamodb",
+            endpoint_url=ddb.endpoint_url,
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
         )
-        try:
-            client = boto3.client(
-                "dynamodb",
-                endpoint_url=ddb.endpoint_url,
-                region_name="us-east-1",
-                aws_access_key_id="bench",
-                aws_secret_access_key="bench",
-            )
-            config = prefixed_config("idle_", {"labourers": labourers})
-            create_tables(client, config)
-            sides: dict[str, list[dict[str, float]]] = {"baseline": [], "current": []}
-            trees = {"baseline": baseline_tree / "shared", "current": ROOT / "shared"}
-            for round_ in range(1, ROUNDS + 1):
-                for side, shared in trees.items():
-                    runs = _side(shared, config, ddb.endpoint_url)
-                    sides[side] += runs
-                    say(
-                        f"idle round {round_}, {side}: wall median {statistics.median(r['wall'] for r in runs):.3f} s,"
-                        f" {statistics.median(r['requests'] for r in runs):g} requests a run"
-                    )
-        finally:
-            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(baseline_tree)], check=False)
+        config = prefixed_config("idle_", {"labourers": labourers})
+        create_tables(client, config)
+        sides: dict[str, list[dict[str, float]]] = {"baseline": [], "current": []}
+        trees = {"baseline": baseline_shared, "current": ROOT / "shared"}
+        for round_ in range(1, ROUNDS + 1):
+            for side, shared in trees.items():
+                runs = _side(shared, config, ddb.endpoint_url)
+                sides[side] += runs
+                say(
+                    f"idle round {round_}, {side}: wall median {statistics.median(r['wall'] for r in runs):.3f} s,"
+                    f" {statistics.median(r['requests'] for r in runs):g} requests a run"
+                )
     results = {
         "baseline_ref": BASELINE,
         "date": subprocess.run(["date", "-u", "+%Y-%m-%d %H:%M UTC"], capture_output=True, text=True).stdout.strip(),
@@ -174,10 +166,7 @@ def main() -> int:
         "baseline": _summary(sides["baseline"]),
         "current": _summary(sides["current"]),
     }
-    (BENCH / "idle_results.json").write_text(json.dumps(results, indent=1) + "\n")
-    markdown = render(results)
-    (BENCH / "idle_results.md").write_text(markdown)
-    say(markdown)
+    write_results("idle", results, render(results))
     return 0
 
 

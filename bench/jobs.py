@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.common import write_results
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 SCALE = float(os.environ.get("BENCH_SCALE", "1"))
@@ -278,10 +280,7 @@ def main() -> int:
     print("jobs: preview memory ...", flush=True)
     results["preview"] = preview_memory(PREVIEW_SIZES)
     results["machine"]["load_end"] = round(os.getloadavg()[0], 2)
-    (BENCH / "jobs_results.json").write_text(json.dumps(results, indent=1) + "\n")
-    markdown = render(results)
-    (BENCH / "jobs_results.md").write_text(markdown)
-    print(markdown)
+    write_results("jobs", results, render(results))
     ok = results["submit"].get("ok") and results["tracking"].get("ok") and all(r["ok"] for r in results["preview"])
     return 0 if ok else 1
 
