@@ -102,6 +102,11 @@ def same_labourer(sosw: dict[str, Any], ours: dict[str, Any]) -> bool:
     s, o = dict(sosw["__labourer__"]), dict(ours["__labourer__"])
     if s.pop("health_metrics", "absent") is not None or o.pop("health_metrics", None) != {}:
         return False
+    # Each side times its tasks with its own clock, and sosw's completed_at drops the milliseconds
+    # (declared("completed-at-ms")): their averages, rounded to seconds, may differ by one.
+    s_avg, o_avg = s.pop("average_duration", None), o.pop("average_duration", None)
+    if (s_avg is None) != (o_avg is None) or (s_avg is not None and abs(s_avg - o_avg) > 1):
+        return False
     return same(s, o)
 
 
