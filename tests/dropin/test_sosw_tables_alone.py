@@ -16,6 +16,7 @@ import pytest
 from sosw.managers.ecology import EcologyManager
 from sosw.managers.task import TaskManager
 from sosw.orchestrator import Orchestrator
+from tests.dropin.differences import declared
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +42,7 @@ def test_the_orchestrator_runs_on_sosws_three_tables_without_the_leases_table(
     assert manager.get_length_of_queue_for_labourer(alpha) == 3
     # And it said once, in one line, which table is missing and how the stack creates it
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("No leases table '")]
-    assert len(lines) == 1 and sosw_config["sosw_orchestrator_leases_table"] in lines[0]
+    assert len(lines) == 1 and sosw_config["sosw_orchestrator_leases_table"] in lines[0], declared("tables-alone")
     assert "cdk deploy" in lines[0] and "\n" not in lines[0]
     # When a second run comes while those 5 run: nothing more is invoked (the index counts them)
     Orchestrator(manager).run(labourer_ids=["alpha"])
