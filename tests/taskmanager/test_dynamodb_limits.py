@@ -264,3 +264,34 @@ def test_write_units_a_task_on_the_queues_shared_keys(ddb_limits, config):
     assert units[tasks_index] == 5 and units[closed_index] == 1
     assert units[f"{leases}:wide#slots"] == 2 / 20
     assert sum(shards.values()) == pytest.approx(2) and max(shards.values()) < 2
+
+
+def test_a_claim_whose_answer_was_lost_is_not_taken_for_someone_elses(ddb_limits, config):
+    # Given 5 queued tasks, and a client whose first answer to a transaction is lost after it was written
+    # (botocore then sends the same request again, as after a timeout or a dropped connection)
+    manager = TaskManager(config, clock=SystemClock(), ecology_client=EcologyManager(config))
+    alpha = manager.get_labourer("alpha")
+    manager.create_tasks(alpha, [{}] * 5)
+    time.sleep(1.01)
+    lost: list[str] = []
+
+    def lose_the_first_answer(attempts: int, response, **_):
+        if attempts == 1 and not lost and response and response[1]["ResponseMetadata"]["HTTPStatusCode"] == 200:
+            lost.append("answer")
+            return 0.01  # retry: the written transaction is sent again
+        return None
+
+    sent: list[str] = []
+    manager.dynamo_db_client.meta.events.register(
+        "before-send.dynamodb.TransactWriteItems", lambda request, **_: sent.append(request.headers.get("X-Amz-Target"))
+    )
+    manager.dynamo_db_client.meta.events.register_first(
+        "needs-retry.dynamodb.TransactWriteItems", lose_the_first_answer
+    )
+    # When the claim goes out
+    manager.open_run_window()
+    claimed = manager.claim_tasks(alpha, manager.get_next_for_labourer(alpha, 5), 5)
+    # Then the replay is answered as written (botocore gives TransactWriteItems an idempotency token of its own,
+    # the same on each of its retries): the 5 tasks are this claim's, to invoke, not skipped as taken
+    assert lost == ["answer"] and len(sent) == 2, sent
+    assert len(claimed) == 5 and occupying(config)["alpha"] == 5 == running(manager, "alpha")
