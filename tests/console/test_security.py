@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from starlette.testclient import TestClient
@@ -70,7 +71,9 @@ def test_the_redirect_after_the_token_stays_on_the_console(console):
     async def send(message):
         sent.append(message)
 
-    asyncio.run(console.client.app(scope, receive, send))
+    # In a thread of its own: the browser tests' Playwright (session-wide) keeps an event loop running here
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, console.client.app(scope, receive, send)).result()
     start = next(m for m in sent if m["type"] == "http.response.start")
     headers = dict(start["headers"])
     assert start["status"] == 303 and headers[b"location"] == b"/evil.example/"
