@@ -111,7 +111,10 @@ def wait_for(predicate, timeout: float, what: str):
 def children(pid: int) -> set[int]:
     found = set()
     for task in Path(f"/proc/{pid}/task").iterdir():
-        found.update(int(p) for p in (task / "children").read_text().split())
+        try:
+            found.update(int(p) for p in (task / "children").read_text().split())
+        except FileNotFoundError:  # a thread that ended between the listing and the read has no children
+            continue
     return found
 
 
