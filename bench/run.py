@@ -8,6 +8,7 @@ state is checked here, by reading the tables and the endpoint's record; a failed
 Environment:
   BENCH_SCALE=0.1          shrink every N (quick run); default 1
   BENCH_REPEAT=3           repeat each lifecycle run (figures are medians); default 1
+  BENCH_LIFECYCLE=1000:20  only these lifecycle configurations (N:invoke delay in ms, comma-separated)
   BENCH_SOSW_PYTHON=...    sosw 0.7.51's interpreter; default .cache/bench-sosw-venv/bin/python
   BENCH_STACKS=ours        only these stacks (comma-separated: ours,sosw); default both
   BENCH_WORKLOADS=retry    only these workloads (comma-separated: lifecycle,retry,scaling,drain); default all;
@@ -56,8 +57,11 @@ WORKLOADS = [
 #: The workloads that compare the two stacks (the drain runs ours alone, on the local stack).
 VERSUS = ("lifecycle", "retry", "scaling")
 
-#: (N, invoke delay in ms) of the lifecycle workload.
-LIFECYCLE = [(1000, 0), (1000, 20), (4000, 0), (4000, 20)]
+#: (N, invoke delay in ms) of the lifecycle workload; BENCH_LIFECYCLE=1000:20 runs only those ("N:ms,N:ms").
+LIFECYCLE = [
+    (int(n), int(ms))
+    for n, ms in (c.split(":") for c in os.environ.get("BENCH_LIFECYCLE", "1000:0,1000:20,4000:0,4000:20").split(","))
+]
 RETRY_N = 200
 MAX_ATTEMPTS = 3
 SCALING_LEVELS = [1000, 10_000, 100_000]
