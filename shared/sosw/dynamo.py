@@ -193,14 +193,14 @@ def error_code(exc: ClientError) -> str:
 
 #: Errors DynamoDB answers under load: nothing was written, and the same request may pass a moment later.
 #: botocore retries the throttles itself (a few times); ``TransactionConflictException`` (a plain write to an
-#: item that a transaction holds) it does not retry at all.
+#: item that a transaction holds) it does not retry at all. Not a 5xx: a write may have happened then, and
+#: botocore's own retries of it are the safe ones (they resend the transaction's idempotency token).
 TRANSIENT_ERRORS = frozenset(
     {
         "TransactionConflictException",
         "ThrottlingException",
         "ProvisionedThroughputExceededException",
         "RequestLimitExceeded",
-        "InternalServerError",
     }
 )
 #: Cancellation reasons of a transaction that say the same of one of its items.

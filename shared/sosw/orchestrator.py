@@ -127,7 +127,7 @@ class Orchestrator(SoswProcessor):
         """
         running = self._running_now.get(labourer.id)
         if running is None:
-            running = self.tm.get_running_counts([labourer])[labourer.id]
+            running = self._running_counts([labourer])[labourer.id]
         if labourer.has_attr("health"):
             health = labourer.get_attr("health")
         else:
@@ -204,7 +204,7 @@ class Orchestrator(SoswProcessor):
                         if not is_transient(exc) or failed_in_a_row > MAX_REFUSED_PASSES:
                             raise
                         logger.warning("Reading the slot counters failed: next pass", extra={"error": repr(exc)})
-                        time.sleep(self.poll_max_seconds)
+                        time.sleep(min(self.poll_max_seconds, max(0.0, self._time_left(remaining_seconds))))
                         continue
                     failed_in_a_row = 0
                     still = []
@@ -215,7 +215,7 @@ class Orchestrator(SoswProcessor):
                             keep = self._pass(labourer, run, state, pool, remaining_seconds, running[labourer.id])
                             keep = follow and keep and self._follows(state)
                         except Exception as exc:  # one labourer's failure must not stop the others
-                            keep = self._failed(labourer, run, state, exc)
+                            keep = self._failed(labourer, run, state, exc) and follow
                         if keep or not state.lease:
                             still += [labourer] if keep else []
                             continue

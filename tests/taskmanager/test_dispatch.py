@@ -351,3 +351,30 @@ def test_a_run_stops_following_a_labourer_whose_invokes_lambda_refuses(live, lam
     # Then it gave up after the refused pass instead of claiming and releasing in a tight loop
     assert report.passes == 1 and report.labourers["beta"].outcomes["released"] == 2
     assert manager.get_length_of_queue_for_labourer(beta) == 5 and running(manager, "beta") == 0
+
+
+def test_closes_under_another_cap_are_counted_by_a_process_with_a_lower_one(make_manager, clock):
+    # Given 30 tasks of alpha claimed through the seed API (no cap), closed by WorkerAssistants whose config
+    # already says cap 60 (a deploy in progress): their freed counts are spread over 60 shards
+    narrow = make_manager()  # cap 5: 5 shards of its own
+    wide = make_manager(labourers={"alpha": {"max_simultaneous_invocations": 60}})
+    alpha = narrow.get_labourer("alpha")
+    narrow.create_tasks(alpha, [{}] * 30)
+    clock.advance(1)
+    narrow.open_run_window()
+    claimed = [narrow.mark_task_invoked(alpha, task) for task in narrow.get_next_for_labourer(alpha, 30)]
+    for task in claimed:
+        assert wide.mark_task_completed(task["task_id"], attempt=1, labourer_id="alpha")
+    # When a process on the cap-5 config reads the counts, twice (its first read reads every shard)
+    # Then every close is counted: nothing runs, and the later, narrower read still finds the shards in use
+    assert running(narrow, "alpha") == 0 == running(narrow, "alpha") == occupying(narrow.config)["alpha"]
+    # And its next claim records them on the counter item, for every process's narrow reads
+    narrow.create_tasks(alpha, [{}])
+    clock.advance(1)
+    narrow.open_run_window()
+    assert len(narrow.claim_tasks(alpha, narrow.get_next_for_labourer(alpha, 1), 5)) == 1
+    item = narrow.dynamo_db_client.get_item(
+        TableName=narrow.config["sosw_orchestrator_leases_table"], Key={"labourer_id": {"S": "alpha#slots"}}
+    )["Item"]
+    assert max(int(n) for n in item["shard_counts"]["NS"]) > 5
+    assert running(make_manager(), "alpha") == 1 == occupying(narrow.config)["alpha"]

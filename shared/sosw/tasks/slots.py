@@ -19,11 +19,12 @@ Running = ``running`` - sum(``freed``). A claim is conditional on ``running + n 
 the shards read before (strongly consistent): ``freed`` only grows, so an F read earlier is at most the true
 sum, and the condition only gets stricter. The cap holds with any number of claimers, whatever they read.
 
-The shard count follows the cap, ``min(cap, SHARDS_MAX)`` (99): the odds that two closes meet on a shard go with
-(closes a second per shard) x (a transaction's time), and closes a second go with the cap. Closes compute
-their shard from the cap they know; every claim records the largest count it used on the ``#slots`` item
-(``shards``), and readers read ``max(their own, recorded)``, so a shard that a close may write is never
-left out of the sum when the cap changes.
+The shard count follows the cap, ``min(cap, SHARDS_MAX)`` (99): the odds that two closes meet on a shard go
+with (closes a second per shard) x (a transaction's time), and closes a second go with the cap. Closes compute
+their shard from the cap they know, so readers must never leave out a shard that a close with another config
+wrote: the first read of a labourer (each run's first pass) reads all ``SHARDS_MAX`` shards, and the highest
+one in use is recorded on the ``#slots`` item by the next claim, in a number set that only grows
+(``shard_counts``); later reads read ``max(their own count, the largest recorded)``.
 
 The counters live in the stack's own leases table (adopted sosw tables are never changed).
 """
@@ -67,7 +68,7 @@ __all__ = [
 
 COUNTER_ATTRIBUTE = "running"
 FREED_ATTRIBUTE = "freed"
-SHARDS_ATTRIBUTE = "shards"
+SHARDS_ATTRIBUTE = "shard_counts"  # a number set: ADD only makes it grow
 #: With the ``#slots`` item, one BatchGetItem (100 keys) reads a labourer's counts.
 SHARDS_MAX = 99
 
@@ -115,7 +116,9 @@ class SlotCount:
     freed: int
     shards: int  # shards summed into ``freed``
     exists: bool
-    recorded: int = 0  # the largest shard count a claim used, as the ``#slots`` item records it
+    recorded: int = 0  # the largest shard count recorded on the ``#slots`` item
+    used: int = 0  # shards in use (the highest with a freed count, plus one), where all of them were read
+    in_use: tuple[int, ...] = ()  # the shards read that hold a freed count
 
     @property
     def running(self) -> int:
@@ -154,9 +157,10 @@ class SlotCounters:
         ex = Expressions()
         update = f"ADD {ex.name(COUNTER_ATTRIBUTE)} {ex.value(count)}"
         seen = self.seen.get(labourer_id)
-        if seen is not None and self.shards_of(labourer_id) > seen.recorded:
-            # Never lowered: a cap that shrank still leaves the shards that closes may write in the sum.
-            update += f" SET {ex.name(SHARDS_ATTRIBUTE)} = {ex.value(self.shards_of(labourer_id))}"
+        needed = max(self.shards_of(labourer_id), seen.used if seen else 0)
+        if seen is not None and needed > seen.recorded:
+            # A number set only grows: a cap that shrank still leaves the shards that closes wrote in the sum.
+            update += f", {ex.name(SHARDS_ATTRIBUTE)} {ex.value({needed})}"
         entry: dict[str, Any] = {
             "TableName": self.ctx.leases_table,
             "Key": serialize_item(counter_key(labourer_id)),
@@ -230,7 +234,8 @@ class SlotCounters:
         slots, and a pass that reads the counters sets them right first.
         """
         ids = list(dict.fromkeys(lab if isinstance(lab, str) else lab.id for lab in labourers))
-        wanted = {i: self.shards_of(i) for i in ids}
+        # The first read of a labourer reads every shard (see the module's docstring); later ones its own count.
+        wanted = {i: max(self.shards_of(i), self.seen[i].used) if i in self.seen else SHARDS_MAX for i in ids}
         counts = self._read(wanted)
         # A cap that was higher once left shards beyond this one's count: read those too (rare).
         more = {i: c.recorded for i, c in counts.items() if c.recorded > wanted[i]}
@@ -238,8 +243,11 @@ class SlotCounters:
             counts.update(self._read(more))
         for labourer_id, count in list(counts.items()):
             if count.running < 0:
-                counts[labourer_id] = self._repair(labourer_id, count)
-            self.seen[labourer_id] = counts[labourer_id]
+                count = self._repair(labourer_id, count)
+            before = self.seen.get(labourer_id)
+            # What the first read found in use stays known to this process's later, narrower reads
+            used = max(count.used, before.used if before else 0)
+            counts[labourer_id] = self.seen[labourer_id] = replace(count, used=used)
         return counts
 
     def _read(self, wanted: Mapping[str, int]) -> dict[str, SlotCount]:
@@ -258,13 +266,16 @@ class SlotCounters:
         freed = sum(
             int(items.get(shard_key(labourer_id, s)["labourer_id"], {}).get(FREED_ATTRIBUTE, 0)) for s in range(shards)
         )
-        recorded = int((head or {}).get(SHARDS_ATTRIBUTE, 0))
+        recorded = max((int(n) for n in (head or {}).get(SHARDS_ATTRIBUTE, ())), default=0)
+        in_use = [s for s in range(shards) if items.get(shard_key(labourer_id, s)["labourer_id"])]
         return SlotCount(
             claimed=int((head or {}).get(COUNTER_ATTRIBUTE, 0)),
             freed=freed,
             shards=max(shards, recorded),
             exists=head is not None and COUNTER_ATTRIBUTE in head,
             recorded=recorded,
+            used=max(in_use, default=-1) + 1 if shards == SHARDS_MAX else 0,
+            in_use=tuple(in_use),
         )
 
     def _repair(self, labourer_id: str, count: SlotCount) -> SlotCount:
@@ -273,7 +284,9 @@ class SlotCounters:
         A BatchGetItem is no snapshot: a claim and its close between the reads of two items would show a
         count below zero that isn't. TransactGetItems is one (100 items at most: 1 + ``SHARDS_MAX``).
         """
-        keys = [counter_key(labourer_id)] + [shard_key(labourer_id, s) for s in range(count.shards)]
+        # The shards that hold a count (one written since adds to the sum: the snapshot then reads below zero
+        # again, and the next read repairs it once more): few, and within the 100 items of one TransactGetItems
+        keys = [counter_key(labourer_id)] + [shard_key(labourer_id, s) for s in count.in_use]
         response = call_with_retries(
             lambda: self.ctx.dynamodb.transact_get_items(
                 TransactItems=[{"Get": {"TableName": self.ctx.leases_table, "Key": serialize_item(k)}} for k in keys]
