@@ -20,6 +20,7 @@ import copy
 import json
 import os
 import subprocess
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -249,6 +250,22 @@ def run_sosw(config: Mapping[str, Any], calls: Sequence[Call], **options: Any) -
 
 
 # ------------------------------------------------------------------ tables
+
+
+#: sosw's default greenfield_invocation_delta: a greenfield past now by this much is an invoked task.
+DELTA = 31_557_600
+
+
+def queued(task_id: str, labourer_id: str, greenfield: int, created_at: int | None = None) -> dict[str, Any]:
+    """A task row as sosw writes it, queued at ``greenfield`` (created now unless ``created_at`` says when)."""
+    return {
+        "task_id": task_id,
+        "labourer_id": labourer_id,
+        "greenfield": greenfield,
+        "attempts": 0,
+        "created_at": int(time.time()) if created_at is None else created_at,
+        "payload": json.dumps({"n": task_id}),
+    }
 
 
 def seed(config: Mapping[str, Any], rows: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:

@@ -28,22 +28,15 @@ from sosw.orchestrator import Orchestrator
 from sosw.scavenger import Scavenger
 from sosw.scheduler import Scheduler
 from sosw.worker_assistant import WorkerAssistant
+from tests.dropin import differential
 from tests.dropin.differences import declared
-from tests.dropin.differential import Call, Differs, rows, run_both, seed
+from tests.dropin.differential import DELTA, Call, Differs, rows, run_both, seed
 
 ROOT = Path(__file__).resolve().parents[2]
-DELTA = 31_557_600
 
 
 def queued(task_id: str, labourer_id: str, greenfield: int) -> dict[str, Any]:
-    return {
-        "task_id": task_id,
-        "labourer_id": labourer_id,
-        "greenfield": greenfield,
-        "attempts": 0,
-        "created_at": 1_700_000_000,
-        "payload": json.dumps({"n": task_id}),
-    }
+    return differential.queued(task_id, labourer_id, greenfield, created_at=1_700_000_000)
 
 
 # ------------------------------------------------------------------ sosw's readers, as sosw reads

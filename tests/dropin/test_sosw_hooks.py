@@ -20,22 +20,9 @@ from sosw.orchestrator import Orchestrator
 from sosw.scavenger import Scavenger
 from sosw.worker import Worker
 from tests.dropin.differences import declared
-from tests.dropin.differential import rows, seed
+from tests.dropin.differential import DELTA, queued, rows, seed
 
 pytestmark = pytest.mark.integration
-
-DELTA = 31_557_600  # greenfield_invocation_delta
-
-
-def queued(task_id: str, labourer_id: str, greenfield: int) -> dict[str, Any]:
-    return {
-        "task_id": task_id,
-        "labourer_id": labourer_id,
-        "greenfield": greenfield,
-        "attempts": 0,
-        "created_at": int(time.time()),
-        "payload": json.dumps({"n": task_id}),
-    }
 
 
 def failed(task_id: str, labourer_id: str, attempts: int = 1) -> dict[str, Any]:
