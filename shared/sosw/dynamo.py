@@ -183,8 +183,7 @@ def count(
 
 def backoff_delays(attempts: int, base: float, cap: float) -> Iterator[float]:
     """Exponential backoff with full jitter: the delays to sleep between ``attempts`` tries."""
-    for attempt in range(attempts - 1):
-        yield random.uniform(0, min(cap, base * 2**attempt))
+    return retry_delays(attempts, base, cap)
 
 
 def error_code(exc: ClientError) -> str:
